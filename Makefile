@@ -1,0 +1,57 @@
+# DRI HEp-2 reproduction toolkit: every target runs real Caffe through the tools/ entry points.
+# `make help` lists the targets and the variables that steer them.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON_SYS ?= python3
+VENV       ?= .venv
+PY         := $(VENV)/bin/python
+CAFFE_HOME ?= .caffe
+CAFFE      ?= $(CAFFE_HOME)/bin/caffe
+# Caffe build: CUDA=auto builds for the GPU only where nvcc and an NVIDIA GPU are both present.
+CUDA       ?= auto
+CUDA_ARCH  ?= 60 61 70 75 80 86 89 90
+export CAFFE CUDA CUDA_ARCH
+
+# Experiment knobs (README, "Running the paper").
+NET        ?= dri
+GPU        ?=
+SCHEDULE   ?= paper
+DATA_DIR   ?= data
+RUN_DIR    ?= results/$(NET)
+I3A        ?=
+WEIGHTS    ?=
+PYTEST_ARGS ?=
+
+VENV_STAMP  := $(VENV)/.installed
+CAFFE_STAMP := $(CAFFE_HOME)/BUILD_OK
+
+.PHONY: help setup venv caffe doctor test test-fast
+
+help:  ## list targets
+	@grep -hE '^[a-z][a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
+	  awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+	@echo "Variables: NET=$(NET) GPU=$(GPU) SCHEDULE=$(SCHEDULE) DATA_DIR=$(DATA_DIR) RUN_DIR=$(RUN_DIR) I3A=$(I3A) CUDA=$(CUDA)"
+
+# --- setup -------------------------------------------------------------------------------
+setup: venv caffe  ## create .venv and build Caffe (idempotent; a prerequisite of every target)
+
+venv: $(VENV_STAMP)  ## virtual environment with the pinned Python dependencies
+$(VENV_STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON_SYS) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	touch $@
+
+caffe: $(VENV_STAMP)  ## build BVLC Caffe from Debian's source (cached by build id)
+	PYTHON=$(abspath $(PY)) tools/build_caffe.sh
+
+doctor: setup  ## report Caffe, BLAS, Python and library versions; fail if a piece is missing
+	$(PY) tools/doctor.py
+
+# --- tests ---------------------------------------------------------------------------------
+test: setup  ## the whole test suite, slow end-to-end tests included (what CI runs)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: setup  ## the test suite without the slow end-to-end tests
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)

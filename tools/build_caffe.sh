@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# Build BVLC Caffe from Debian's source package and install it where the toolkit finds it.
+#
+# One build path for every place the toolkit runs (`make setup`, CI, the Dockerfile):
+#   1. Debian build dependencies (apt-get as root; otherwise print the exact command and stop).
+#   2. Source: Debian 11's package `caffe` (BVLC master of Aug 2018 plus Debian's patches),
+#      fetched by `apt-get source` through a private apt configuration, so the system's own
+#      sources stay untouched. apt checks it against bullseye's signed Release file.
+#   3. Our smallest fixes for Debian 12 / NumPy 2 (tools/caffe-patches/*.patch).
+#   4. CMake build: CPU-only, or CUDA when asked for (or found, with a GPU, under CUDA=auto).
+#   5. Install into a cache folder named by a hash of everything that changes the binary
+#      (source version, patches, options, compilers, Python). `.caffe` in the repo links to it,
+#      so a second `make setup`, a fresh clone on the same machine, or CI, rebuilds nothing.
+#
+# Environment (all optional; the Makefile passes them):
+#   PYTHON      Python whose pycaffe is built (default .venv/bin/python)
+#   CUDA        auto | 0 | 1    (auto: CUDA only if nvcc exists AND nvidia-smi sees a GPU)
+#   CUDA_ARCH   CMake CUDA_ARCH_BIN list, e.g. "60 61 70 75 80 86 89 90"
+#   CAFFE_CACHE where builds are kept (default ${XDG_CACHE_HOME:-~/.cache}/dri-hep2/caffe)
+#   JOBS        parallel compile jobs (default: nproc)
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+
+CAFFE_DEB_VERSION="1.0.0+git20180821.99bd997-8"
+# sha256 of Debian's orig tarball, as listed in bullseye's signed Sources index.
+CAFFE_ORIG_SHA256="e0eb3f06794f7402c77b7dec8e8480273ee1a1bb192e9122b621a69d4147ad0c"
+PYTHON=${PYTHON:-$repo/.venv/bin/python}
+CUDA=${CUDA:-auto}
+CUDA_ARCH=${CUDA_ARCH:-60 61 70 75 80 86 89 90}
+CAFFE_CACHE=${CAFFE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dri-hep2/caffe}
+JOBS=${JOBS:-$(nproc)}
+
+say() { printf '[build_caffe] %s\n' "$*"; }
+die() { printf '[build_caffe] error: %s\n' "$*" >&2; exit 1; }
+
+[ -x "$PYTHON" ] || die "no Python at $PYTHON (run 'make venv' first, or set PYTHON=)"
+
+# --- 1. Debian build dependencies -------------------------------------------------------
+deps=(build-essential cmake dpkg-dev patch ca-certificates
+      libboost-filesystem-dev libboost-system-dev libboost-thread-dev libboost-python-dev
+      libgflags-dev libgoogle-glog-dev libhdf5-dev liblmdb-dev libopenblas-dev
+      libprotobuf-dev protobuf-compiler libsnappy-dev graphviz)
+missing=()
+for p in "${deps[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  cmd="apt-get install -y --no-install-recommends ${missing[*]}"
+  if [ "$(id -u)" -eq 0 ]; then
+    say "installing Debian packages: ${missing[*]}"
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $cmd
+  else
+    die "missing Debian packages. Run as root:  sudo apt-get update && sudo $cmd"
+  fi
+fi
+
+# --- decide CPU or CUDA -------------------------------------------------------------------
+case "$CUDA" in
+  auto) if command -v nvcc >/dev/null && nvidia-smi -L >/dev/null 2>&1; then CUDA=1; else CUDA=0; fi ;;
+  0|1) ;;
+  *) die "CUDA must be auto, 0 or 1 (got '$CUDA')" ;;
+esac
+
+# --- the CMake options and the build id: everything that changes the installed binary -------
+cmake_opts=(-DCMAKE_BUILD_TYPE=Release
+            -DBLAS=Open -DUSE_OPENCV=OFF -DUSE_LEVELDB=OFF -DUSE_LMDB=ON
+            -DBUILD_python=ON -Dpython_version=3 -DBUILD_python_layer=ON
+            -DBUILD_docs=OFF -DBUILD_matlab=OFF)
+if [ "$CUDA" = 1 ]; then
+  # cuDNN stays off: BVLC Caffe's cuDNN code predates cuDNN 8's API (see README).
+  cmake_opts+=(-DCPU_ONLY=OFF -DUSE_CUDNN=OFF -DCUDA_ARCH_NAME=Manual
+               -DCUDA_ARCH_BIN="$CUDA_ARCH" -DCUDA_ARCH_PTX="")
+else
+  cmake_opts+=(-DCPU_ONLY=ON)
+fi
+# The base interpreter, not the venv's path: a fresh clone's venv reuses the same build.
+pyver=$("$PYTHON" -c 'import sys; print("%d.%d %s" % (*sys.version_info[:2], sys.base_prefix))')
+npver=$("$PYTHON" -c 'import numpy; print(numpy.__version__.split(".")[0])')
+toolchain="gcc $(gcc -dumpfullversion) $(protoc --version) boost $(dpkg-query -W -f='${Version}' libboost-python-dev)"
+[ "$CUDA" = 1 ] && toolchain="$toolchain $(nvcc --version | tail -n1)"
+build_id=$( { echo "$CAFFE_DEB_VERSION py=$pyver numpy=$npver $toolchain ${cmake_opts[*]}";
+              cat tools/caffe-patches/*.patch; } | sha256sum | cut -c1-16)
+prefix="$CAFFE_CACHE/$build_id"
+cmake_opts+=(-DCMAKE_INSTALL_PREFIX="$prefix" -DPYTHON_EXECUTABLE="$PYTHON")
+mode=$([ "$CUDA" = 1 ] && echo "GPU (CUDA)" || echo "CPU")
+
+link_caffe() {
+  ln -sfn "$prefix" "$repo/.caffe"
+  # pycaffe on the venv's path without any PYTHONPATH step by the user.
+  site=$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  echo "$repo/.caffe/lib/python3/dist-packages" > "$site/caffe-dri-hep2.pth"
+}
+
+if [ -f "$prefix/BUILD_OK" ]; then
+  say "Caffe $CAFFE_DEB_VERSION ($mode) already built: $prefix"
+  link_caffe
+  exit 0
+fi
+
+# --- 2. source through a private apt configuration -----------------------------------------
+work=$(mktemp -d "${TMPDIR:-/tmp}/caffe-build.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$work/apt/lists/partial" "$work/apt/parts" "$work/src"
+echo "deb-src http://deb.debian.org/debian bullseye main" > "$work/apt/sources.list"
+apt_opts=(-o "Dir::Etc::SourceList=$work/apt/sources.list"
+          -o "Dir::Etc::SourceParts=$work/apt/parts"
+          -o "Dir::State::Lists=$work/apt/lists"
+          -o "APT::Sandbox::User=root")
+say "fetching Debian source caffe=$CAFFE_DEB_VERSION"
+apt-get "${apt_opts[@]}" -q update >/dev/null
+(cd "$work/src" && apt-get "${apt_opts[@]}" -q source "caffe=$CAFFE_DEB_VERSION" >/dev/null)
+echo "$CAFFE_ORIG_SHA256  $(ls "$work"/src/caffe_*.orig.tar.gz)" | sha256sum -c --quiet - \
+  || die "Caffe source tarball does not match the pinned sha256"
+src=$(ls -d "$work"/src/caffe-*/)
+
+# --- 3. our fixes ---------------------------------------------------------------------------
+for p in tools/caffe-patches/*.patch; do
+  say "applying $(basename "$p")"
+  patch -s -d "$src" -p1 < "$p"
+done
+
+# --- 4. configure and build ------------------------------------------------------------------
+say "configuring ($mode) in $work/build"
+mkdir -p "$work/build"
+(cd "$work/build" && cmake "${cmake_opts[@]}" "$src" > "$work/cmake.log" 2>&1) \
+  || { tail -n 40 "$work/cmake.log" >&2; die "cmake failed (log above)"; }
+say "compiling with $JOBS jobs (about 2.5 minutes on 2 cores)"
+start=$(date +%s)
+rm -rf "$prefix"   # a build that stopped half-way left no stamp: start it clean
+(cd "$work/build" && make -j"$JOBS" > "$work/make.log" 2>&1 && make install > "$work/install.log" 2>&1) \
+  || { tail -n 40 "$work/make.log" >&2; die "compile failed (log above)"; }
+say "compiled in $(( $(date +%s) - start )) s"
+
+# --- 5. publish atomically -------------------------------------------------------------------
+# `make install` wrote straight into $prefix; only the stamp makes it count as built, so an
+# interrupted build is redone, never reused.
+printf 'version=%s\nmode=%s\nbuild_id=%s\nbuilt=%s\n' "$CAFFE_DEB_VERSION" "$mode" "$build_id" \
+  "$(date -u +%FT%TZ)" > "$prefix/BUILD_OK"
+link_caffe
+say "installed Caffe ($mode) into $prefix"

@@ -1,0 +1,67 @@
+#!/usr/bin/env python3
+"""Report what the toolkit runs on: Caffe (version, build id, CPU/GPU), BLAS, Python, libraries.
+
+Exits 1 with a message naming each missing piece, so `make doctor` is the first thing to run
+when something fails on a new machine.
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from dri_hep2 import caffe_env  # noqa: E402
+
+
+def _blas_of(library: Path) -> str:
+    """The BLAS that libcaffe is linked against, as the dynamic loader resolves it."""
+    out = subprocess.run(["ldd", str(library)], capture_output=True, text=True).stdout
+    hits = [line.split("=>")[-1].split("(")[0].strip()
+            for line in out.splitlines() if "blas" in line.lower()]
+    return ", ".join(hits) or "none found"
+
+
+def collect() -> tuple[list[tuple[str, str]], list[str]]:
+    rows: list[tuple[str, str]] = [("Python", sys.version.split()[0] + f" ({sys.executable})")]
+    problems: list[str] = []
+
+    for module, attr in (("numpy", "__version__"), ("google.protobuf", "__version__"),
+                         ("lmdb", "__version__"), ("cv2", "__version__"),
+                         ("matplotlib", "__version__"), ("skimage", "__version__")):
+        try:
+            mod = __import__(module, fromlist=["_"])
+            rows.append((module, getattr(mod, attr)))
+        except ImportError as exc:
+            problems.append(f"Python package {module} missing ({exc}): run 'make setup'")
+
+    try:
+        info = caffe_env.build_info()
+        rows.append(("Caffe source", f"Debian caffe {info['version']}"))
+        rows.append(("Caffe build", f"{info['build_id']} ({info['built']})"))
+        rows.append(("Caffe mode", info["mode"]))
+        rows.append(("caffe binary", f"{caffe_env.caffe_binary()} ({caffe_env.caffe_version()})"))
+        caffe = caffe_env.import_caffe()
+        rows.append(("pycaffe", str(Path(caffe.__file__).parent)))
+        lib = next(caffe_env.caffe_home().glob("lib/libcaffe.so*"), None)
+        rows.append(("BLAS", _blas_of(lib) if lib else "libcaffe.so not found"))
+    except (caffe_env.CaffeNotFound, subprocess.CalledProcessError) as exc:
+        problems.append(str(exc))
+    return rows, problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args(argv)
+    rows, problems = collect()
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+    for problem in problems:
+        print(f"MISSING: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
