@@ -86,8 +86,9 @@ LOSS_WEIGHTS = (0.3, 0.3, 1.0)      # Eq. 2: w1, w2, w3 for FC1, FC2, FC3
 AUX_DROPOUT = 0.7                   # section 2.1: FC1-0 and FC2-0 "followed by a dropout of 0.7"
 AUX_POOL_STRIDE = 3                 # section 2.1: the "1/3" stride
 # Where the auxiliary heads attach: after the last block of stages 1 and 2 ("shallow" and
-# "medium" features, section 2.1). ASSUMPTIONS.md N4.
-AUX_AFTER = ("dri_1_2", "dri_2_3")
+# "medium" features, section 2.1): DRI 1-2 and DRI 2-3 in DRI, DRI 1-1 and DRI 2-2 in SRI.
+# Stage numbers count from 1. ASSUMPTIONS.md N4.
+AUX_AFTER_STAGES = (1, 2)
 
 # --- Training (section 2.3) ------------------------------------------------------------------------
 BATCH_SIZE = 24
@@ -129,3 +130,26 @@ RANDOM_SEED = 1701           # one seed for split, augmentation order, key shuff
 SHORT_MAX_ITER = 1500        # short CPU schedule for demos (ASSUMPTIONS.md T1)
 SHORT_STEPSIZE = 500
 SHORT_BASE_LR = 0.01
+
+# --- Net reconstruction defaults (ASSUMPTIONS.md N1-N3, N9, N10, N13-N16) ---------------------
+# N1: the stem in front of DRI 1-1, bvlc_googlenet's conv1 / pool1 / conv2 without LRN and
+# without pool2, so that DRI 1-x run at 19x19, DRI 2-x at 9x9 and DRI 3-x at 4x4.
+STEM_CONV1 = 64              # conv1/7x7_s2: 7x7, stride 2 (the "1/2" of section 2.1)
+STEM_CONV2_REDUCE = 64       # conv2/3x3_reduce: 1x1
+STEM_CONV2 = 192             # conv2/3x3: 3x3
+# N2: the identity shortcut between blobs of different widths: "zero_pad" (ResNet option A,
+# parameter free, stock Slice + Eltwise + Concat) or "projection" (a 1x1 convolution).
+SHORTCUT = "zero_pad"
+SHORTCUTS = ("zero_pad", "projection")
+# N9: Caffe's transform_param: subtract the training mean image, then multiply by this scale.
+INPUT_SCALE = 0.0078125      # 1/128: mean-subtracted grey levels to about [-1, 1]
+# N10: conv / fc biases are kept (Caffe's default) and start at this constant.
+BIAS_FILLER_VALUE = 0.0
+# N14: the validation pass of the solvers.
+TEST_BATCH_SIZE = 32         # I3A's 2176 validation cells = 68 batches of 32
+TEST_INTERVAL = 4000         # about half an epoch of the 192,540-image augmented set at 24
+SNAPSHOT_INTERVAL = 10000
+DISPLAY_INTERVAL = 100
+SHORT_TEST_INTERVAL = 250
+SHORT_SNAPSHOT_INTERVAL = 500
+SHORT_DISPLAY_INTERVAL = 20

@@ -1,0 +1,166 @@
+"""The four nets of Table 3(a) from one generator, as Caffe NetParameters.
+
+The variant is data: which blocks of Table 1 it keeps (SRI drops DRI 1-2, 2-3 and 3-2,
+section 3.3) and which module fills them (DRI block, section 2.2, or the Inception module of
+ref. [16]). Everything else (stem, pools, the three classifier heads, losses) is shared.
+Layer by layer (Fig. 1 is lost; ASSUMPTIONS.md N1-N6):
+
+    data 1x76x76 -> conv1/7x7_s2 (64) -> pool1/3x3_s2 -> conv2/3x3_reduce (1x1, 64)
+    -> conv2/3x3 (192)                                                  [stem, N1]  19x19
+    -> DRI 1-1, 1-2 -> FC1 head                                                     19x19
+    -> pool2/3x3_s2 -> DRI 2-1, 2-2, 2-3 -> FC2 head                                 9x9
+    -> pool3/3x3_s2 -> DRI 3-1, 3-2 -> global average pool -> dropout -> FC3         4x4
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from google.protobuf import text_format
+
+from .. import paper
+from . import blocks
+from .blocks import L, P, _caffe as caffe
+
+VARIANTS = ("dri", "sri", "inception", "shallow_inception")
+SHALLOW = ("sri", "shallow_inception")
+INCEPTION = ("inception", "shallow_inception")
+
+
+def check_variant(variant: str) -> None:
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+
+
+def stages(variant: str) -> tuple[tuple[str, ...], ...]:
+    """Table 1 columns (keys of paper.TABLE1) the variant keeps, grouped by stage."""
+    check_variant(variant)
+    removed = paper.SRI_REMOVED if variant in SHALLOW else ()
+    return tuple(tuple(b for b in stage if b not in removed) for stage in paper.STAGES)
+
+
+def block_name(variant: str, column: str) -> str:
+    """Layer-name prefix of a block: `dri_1_1` for DRI blocks, `inception_1_1` for Inception
+    modules (bvlc_googlenet names its modules `inception_3a`)."""
+    return column.replace("dri", "inception", 1) if variant in INCEPTION else column
+
+
+def widths(dri_2_3_1x1: int | None = None) -> dict[str, paper.BlockWidths]:
+    """Table 1, with DRI 2-3's 1x1 branch optionally overridden (the printed 244 is likely a
+    typo of 224, ASSUMPTIONS.md N12)."""
+    table = dict(paper.TABLE1)
+    if dri_2_3_1x1 is not None:
+        b = table["dri_2_3"]
+        table["dri_2_3"] = paper.BlockWidths(dri_2_3_1x1, b.b3x3_reduce, b.b3x3, b.b5x5_reduce,
+                                             b.b5x5, b.b5x5_3x3, b.pool_proj)
+    return table
+
+
+def _body(ns, variant: str, data, shortcut: str, dri_2_3_1x1: int | None):
+    """Stem, blocks and the three heads; returns the classifier Tops of FC1, FC2, FC3."""
+    table = widths(dri_2_3_1x1)
+    x = blocks.conv(ns, "conv1/7x7_s2", data, paper.STEM_CONV1, 7, stride=2)
+    x = blocks.max_pool(ns, "pool1/3x3_s2", x)
+    x = blocks.bn_prelu_conv(ns, "conv2/3x3_reduce", x, paper.STEM_CONV2_REDUCE, 1)
+    x = blocks.bn_prelu_conv(ns, "conv2/3x3", x, paper.STEM_CONV2, 3)
+    classifiers = []
+    for number, stage in enumerate(stages(variant), start=1):
+        if number > 1:
+            x = blocks.max_pool(ns, f"pool{number}/3x3_s2", x)
+        for column in stage:
+            name = block_name(variant, column)
+            if variant in INCEPTION:
+                x = blocks.inception_block(ns, name, x, table[column])
+            else:
+                x = blocks.dri_block(ns, name, x, table[column], shortcut)
+        if number in paper.AUX_AFTER_STAGES:
+            classifiers.append(blocks.aux_head(ns, len(classifiers) + 1, x))
+    classifiers.append(blocks.main_head(ns, x))
+    return classifiers
+
+
+def _losses(ns, classifiers, label) -> None:
+    """Eq. 2: one SoftmaxWithLoss per branch, weighted 0.3, 0.3, 1."""
+    for index, (cls, weight) in enumerate(zip(classifiers, paper.LOSS_WEIGHTS), start=1):
+        ns[f"loss{index}/loss"] = L.SoftmaxWithLoss(cls, label, loss_weight=weight)
+
+
+def _probabilities(ns, classifiers, **phase) -> None:
+    """A softmax per branch and the paper's sum layer `prob` over the three (section 2.1).
+    The sum is of probabilities, not scores (ASSUMPTIONS.md N13)."""
+    probs = []
+    for index, cls in enumerate(classifiers, start=1):
+        ns[f"loss{index}/prob"] = L.Softmax(cls, **phase)
+        probs.append(ns[f"loss{index}/prob"])
+    ns["prob"] = L.Eltwise(*probs, operation=P.Eltwise.SUM, **phase)
+
+
+def _data_layer(source: str, mean_file: str, batch_size: int, phase: int):
+    return L.Data(source=source, backend=P.Data.LMDB, batch_size=batch_size, ntop=2,
+                  transform_param=dict(mean_file=mean_file, scale=paper.INPUT_SCALE),
+                  include=dict(phase=phase))
+
+
+def train_val(variant: str, data_dir: str = "data", batch_size: int = paper.BATCH_SIZE,
+              test_batch_size: int = paper.TEST_BATCH_SIZE, shortcut: str = paper.SHORTCUT,
+              dri_2_3_1x1: int | None = None):
+    """The training / validation net: LMDB Data layers `<data_dir>/lmdb/{train,val}` with the
+    training mean subtracted and paper.INPUT_SCALE applied (N9), the three weighted losses,
+    and in TEST the top-1 accuracy of each branch and of the fused prediction."""
+    data_dir = str(data_dir).rstrip("/")
+    mean_file = f"{data_dir}/lmdb/mean.binaryproto"
+    ns = caffe.NetSpec()
+    ns.data, ns.label = _data_layer(f"{data_dir}/lmdb/train", mean_file, batch_size,
+                                    caffe.TRAIN)
+    classifiers = _body(ns, variant, ns.data, shortcut, dri_2_3_1x1)
+    _losses(ns, classifiers, ns.label)
+    test = dict(include=dict(phase=caffe.TEST))
+    for index, cls in enumerate(classifiers, start=1):
+        ns[f"loss{index}/top-1"] = L.Accuracy(cls, ns.label, **test)
+    _probabilities(ns, classifiers, **test)
+    ns["fused/top-1"] = L.Accuracy(ns["prob"], ns.label, **test)
+    net = ns.to_proto()
+    # NetSpec gives one layer per top name; the TEST phase's Data layer is a copy of TRAIN's.
+    val = _data_layer(f"{data_dir}/lmdb/val", mean_file, test_batch_size, caffe.TEST)
+    val_proto = caffe.NetSpec()
+    val_proto.data, val_proto.label = val
+    net.layer.insert(1, val_proto.to_proto().layer[0])
+    net.name = variant
+    return net
+
+
+def deploy(variant: str, shortcut: str = paper.SHORTCUT, dri_2_3_1x1: int | None = None):
+    """The inference net: Input `data` 1x1x76x76 (mean-subtracted and scaled by the caller as
+    the Data layer does, N9), softmax per branch `loss<k>/prob` and their sum `prob`."""
+    ns = caffe.NetSpec()
+    ns.data = L.Input(shape=dict(dim=[1, paper.INPUT_CHANNELS, paper.INPUT_SIZE,
+                                      paper.INPUT_SIZE]))
+    _probabilities(ns, _body(ns, variant, ns.data, shortcut, dri_2_3_1x1))
+    net = ns.to_proto()
+    net.name = variant
+    return net
+
+
+def benchmark(variant: str, batch_size: int = paper.BATCH_SIZE, shortcut: str = paper.SHORTCUT,
+              dri_2_3_1x1: int | None = None):
+    """The training net with Input layers in place of the LMDBs, for `caffe time` (which
+    builds the TRAIN phase): same layers and losses as train_val, no data to read."""
+    ns = caffe.NetSpec()
+    ns.data, ns.label = L.Input(shape=[dict(dim=[batch_size, paper.INPUT_CHANNELS,
+                                                 paper.INPUT_SIZE, paper.INPUT_SIZE]),
+                                       dict(dim=[batch_size])], ntop=2)
+    _losses(ns, _body(ns, variant, ns.data, shortcut, dri_2_3_1x1), ns.label)
+    net = ns.to_proto()
+    net.name = variant
+    return net
+
+
+def to_text(message) -> str:
+    """Prototxt text of a NetParameter or SolverParameter, as committed."""
+    return text_format.MessageToString(message)
+
+
+def load(path):
+    """Parse a net prototxt file into a NetParameter."""
+    net = caffe.proto.caffe_pb2.NetParameter()
+    text_format.Merge(Path(path).read_text(), net)
+    return net
