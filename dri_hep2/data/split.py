@@ -1,7 +1,11 @@
 """The paper's train / validation / test split (section 3.2, Table 2)."""
 from __future__ import annotations
 
-from .. import paper
+from pathlib import Path
+
+import numpy as np
+
+from .. import atomic, paper
 
 
 def split_counts(class_count: int) -> tuple[int, int, int]:
@@ -14,3 +18,68 @@ def split_counts(class_count: int) -> tuple[int, int, int]:
     train = round(f_train * class_count)
     val = round(f_val * class_count)
     return train, val, class_count - train - val
+
+
+SPLITS = ("train", "val", "test")
+
+
+def split_records(records, *, seed: int = paper.RANDOM_SEED,
+                  protocol: str = "cell") -> dict[str, list]:
+    """Cell records -> {"train", "val", "test"} lists, sorted by ID.
+
+    protocol "cell" (the paper's, section 3.2): stratified per class, a seeded shuffle of each
+    class cut at `split_counts`, which reproduces Table 2's training row exactly.
+    protocol "specimen": whole specimens go to one split (ASSUMPTIONS.md D9), per class,
+    aiming at the same 64/16/20 counts; records need specimen IDs.
+    Records that already carry a split (pre-split layout) keep it.
+    """
+    if all(r.split for r in records):
+        return {s: sorted((r for r in records if r.split == s), key=lambda r: r.id)
+                for s in SPLITS}
+    if protocol not in ("cell", "specimen"):
+        raise ValueError(f"unknown split protocol {protocol!r} (cell or specimen)")
+    if protocol == "specimen":
+        missing = [r.id for r in records if not r.specimen]
+        if missing:
+            raise ValueError(f"--protocol specimen needs a specimen ID for every cell; "
+                             f"{len(missing)} have none (first: image {missing[0]})")
+    out: dict[str, list] = {s: [] for s in SPLITS}
+    for label in sorted({r.label for r in records}):
+        of_class = sorted((r for r in records if r.label == label), key=lambda r: r.id)
+        rng = np.random.default_rng([seed, label])
+        parts = (_by_cell if protocol == "cell" else _by_specimen)(of_class, rng)
+        for name, part in zip(SPLITS, parts):
+            out[name].extend(part)
+    return {s: sorted(v, key=lambda r: r.id) for s, v in out.items()}
+
+
+def _by_cell(cells, rng):
+    train, val, _ = split_counts(len(cells))
+    shuffled = [cells[i] for i in rng.permutation(len(cells))]
+    return shuffled[:train], shuffled[train:train + val], shuffled[train + val:]
+
+
+def _by_specimen(cells, rng):
+    """Specimens of one class, in seeded order, each to the split furthest below its target."""
+    targets = split_counts(len(cells))
+    groups: dict[str, list] = {}
+    for r in cells:
+        groups.setdefault(r.specimen, []).append(r)
+    names = sorted(groups)
+    parts: tuple[list, list, list] = ([], [], [])
+    # Largest specimens first so the small ones can even out the counts; ties in seeded order.
+    order = sorted(rng.permutation(len(names)), key=lambda i: -len(groups[names[i]]))
+    for i in order:
+        # Empty splits first (each split gets a specimen when there are three or more), then
+        # the largest shortfall relative to its target.
+        k = max(range(3), key=lambda j: (not parts[j], (targets[j] - len(parts[j]))
+                                         / max(targets[j], 1)))
+        parts[k].extend(groups[names[i]])
+    return parts
+
+
+def write_split_csvs(splits: dict[str, list], folder) -> None:
+    """splits/{train,val,test}.csv: `Image ID,Image class`, the reader's own CSV format."""
+    for name, recs in splits.items():
+        lines = ["Image ID,Image class"] + [f"{r.id},{paper.CLASSES[r.label]}" for r in recs]
+        atomic.write_text(Path(folder) / f"{name}.csv", "\n".join(lines) + "\n")
