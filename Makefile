@@ -55,3 +55,24 @@ test: setup  ## the whole test suite, slow end-to-end tests included (what CI ru
 
 test-fast: setup  ## the test suite without the slow end-to-end tests
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# --- data (issue 4) ------------------------------------------------------------------------
+SYNTH_DIR  ?= $(DATA_DIR)/synthetic_i3a
+SCALE      ?= 1.0
+SEED       ?=
+PROTOCOL   ?= cell
+DATA_ARGS  ?=
+
+.PHONY: synthetic data bench-data
+
+synthetic: setup  ## synthetic I3A replica in contest layout in SYNTH_DIR (SCALE=1.0: 13,596 cells)
+	$(PY) tools/make_synthetic.py --out $(SYNTH_DIR) --scale $(SCALE) $(if $(SEED),--seed $(SEED))
+
+data: setup  ## LMDBs + mean + splits + manifest in DATA_DIR from I3A=<dir> (PROTOCOL=cell|specimen)
+	@if [ -z "$(I3A)" ]; then \
+	  echo "make data needs I3A=<folder of your I3A copy>; without one: make synthetic && make data I3A=$(SYNTH_DIR)"; \
+	  exit 2; fi
+	$(PY) tools/make_data.py --i3a $(I3A) --data-dir $(DATA_DIR) --protocol $(PROTOCOL) $(if $(SEED),--seed $(SEED)) $(DATA_ARGS)
+
+bench-data: setup  ## time our build against rotated PNGs + convert_imageset on the same cells
+	$(PY) tools/bench_data.py --scale $(SCALE)
