@@ -49,15 +49,20 @@ def build_info() -> dict[str, str]:
 def import_caffe(gpu: int | None = None, quiet: bool = True):
     """Import pycaffe and select CPU, or the GPU with the given id.
 
-    `quiet` silences glog's INFO lines for the library calls (they stay on for `caffe train`,
-    whose log the toolkit parses); it only takes effect before the first import.
+    `quiet` silences glog's INFO lines for the library calls; it only takes effect at the first
+    import, when glog reads its flags from the environment. The variable is restored at once,
+    so `caffe train` started later from this process still logs what the toolkit parses.
     """
-    if quiet:
-        os.environ.setdefault("GLOG_minloglevel", "2")
+    saved = os.environ.get("GLOG_minloglevel")
+    if quiet and saved is None:
+        os.environ["GLOG_minloglevel"] = "2"
     try:
         import caffe
     except ImportError as exc:
         raise CaffeNotFound(f"pycaffe does not import ({exc}): run 'make setup'") from exc
+    finally:
+        if saved is None:
+            os.environ.pop("GLOG_minloglevel", None)
     if gpu is None:
         caffe.set_mode_cpu()
     else:

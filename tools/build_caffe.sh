@@ -38,7 +38,7 @@ die() { printf '[build_caffe] error: %s\n' "$*" >&2; exit 1; }
 [ -x "$PYTHON" ] || die "no Python at $PYTHON (run 'make venv' first, or set PYTHON=)"
 
 # --- 1. Debian build dependencies -------------------------------------------------------
-deps=(build-essential cmake dpkg-dev patch ca-certificates
+deps=(build-essential cmake dpkg-dev patch ca-certificates debian-archive-keyring
       libboost-filesystem-dev libboost-system-dev libboost-thread-dev libboost-python-dev
       libgflags-dev libgoogle-glog-dev libhdf5-dev liblmdb-dev libopenblas-dev
       libprotobuf-dev protobuf-compiler libsnappy-dev graphviz)
@@ -104,7 +104,10 @@ fi
 work=$(mktemp -d "${TMPDIR:-/tmp}/caffe-build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/apt/lists/partial" "$work/apt/parts" "$work/src"
-echo "deb-src http://deb.debian.org/debian bullseye main" > "$work/apt/sources.list"
+# signed-by: the Debian keyring by name, so that an Ubuntu base (the CUDA image), whose apt does
+# not trust Debian's keys by default, checks the same signatures.
+echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bullseye main" \
+  > "$work/apt/sources.list"
 apt_opts=(-o "Dir::Etc::SourceList=$work/apt/sources.list"
           -o "Dir::Etc::SourceParts=$work/apt/parts"
           -o "Dir::State::Lists=$work/apt/lists"
