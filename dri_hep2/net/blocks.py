@@ -76,7 +76,7 @@ def shortcut(ns, name: str, residual, source, source_act, source_width: int,
       (ResNet option B); it shares the pre-activation `source_act` of the branch.
     """
     if form == "projection":
-        proj = conv(ns, f"{name}_proj", source_act, residual_width, 1)
+        proj = conv(ns, f"{name}_shortcut", source_act, residual_width, 1)
         ns[f"{name}_residual"] = L.Eltwise(residual, proj, operation=P.Eltwise.SUM)
         return ns[f"{name}_residual"]
     if form != "zero_pad":
