@@ -1,0 +1,43 @@
+#!/usr/bin/env python3
+"""Time training of each DRI variant with `caffe time` (TRAIN phase, batch 24 by default)
+and print ms per forward+backward, the achieved GFLOP/s, and their ratio to the sgemm
+GFLOP/s of Caffe's BLAS measured in the same run. `make bench-nets` runs it."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from dri_hep2 import paper  # noqa: E402
+from dri_hep2.net import bench, build  # noqa: E402
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--variant", choices=build.VARIANTS, action="append",
+                    help="only this variant (repeatable; default: all four)")
+    ap.add_argument("--batch", type=int, default=paper.BATCH_SIZE,
+                    help=f"training batch (default: the paper's {paper.BATCH_SIZE})")
+    ap.add_argument("--iterations", type=int, default=3,
+                    help="timed forward+backward passes per variant (default: 3)")
+    ap.add_argument("--gpu", type=int, default=None,
+                    help="time on this GPU (needs a CUDA build); the sgemm stays on CPU")
+    args = ap.parse_args(argv)
+    variants = args.variant or build.VARIANTS
+    sgemm = bench.sgemm_gflops()
+    print(f"sgemm {bench.SGEMM_SIZE}^3 through Caffe's BLAS (InnerProduct forward): "
+          f"{sgemm:.1f} GFLOP/s; OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}, "
+          f"{os.cpu_count()} CPUs", flush=True)
+    timings = []
+    for variant in variants:
+        timings.append(bench.caffe_time(variant, args.batch, args.iterations, args.gpu))
+        print(f"  {variant}: {timings[-1].ms_per_iter:.0f} ms / iter", flush=True)
+    print(bench.table(timings, sgemm))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
