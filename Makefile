@@ -76,3 +76,28 @@ data: setup  ## LMDBs + mean + splits + manifest in DATA_DIR from I3A=<dir> (PRO
 
 bench-data: setup  ## time our build against rotated PNGs + convert_imageset on the same cells
 	$(PY) tools/bench_data.py --scale $(SCALE)
+
+# --- container (issue 6) ----------------------------------------------------------------------
+# Builds ./Dockerfile's CPU image here (no Docker engine: buildah, debootstrapped base), then runs
+# DOCKER_TEST_TARGETS inside it. docs/docker.md.
+DOCKER_IMAGE        ?= dri-hep2:cpu
+DOCKER_TEST_TARGETS ?= test demo
+export DOCKER_IMAGE DOCKER_TEST_TARGETS
+.PHONY: docker-test
+
+docker-test:  ## build the CPU image with buildah, run DOCKER_TEST_TARGETS (test demo) inside it
+	tools/docker_test.sh
+
+# --- nets (issue 3) ------------------------------------------------------------------------
+# prototxt/, solver/ and results/nets/*.png are generated and committed; docs/nets.md.
+BENCH_ARGS ?=
+.PHONY: nets describe bench-nets
+
+nets: setup  ## regenerate prototxt/, solver/ (all four variants) and results/nets/*.png
+	$(PY) tools/make_nets.py
+
+describe: setup  ## Table 1, blob shapes, parameters and FLOPs re-derived from NET's net in Caffe
+	$(PY) tools/describe_net.py --net $(NET)
+
+bench-nets: setup  ## caffe time of each variant (batch 24) beside the machine's sgemm GFLOP/s
+	$(PY) tools/bench_nets.py $(BENCH_ARGS)
