@@ -12,11 +12,11 @@ from .blocks import _caffe  # noqa: F401  (caffe.draw needs pycaffe on the path 
 DPI = 72
 
 
-def draw_variant(variant: str, path: str | Path, rankdir: str = "TB") -> Path:
+def draw_variant(variant: str, path: str | Path, rankdir: str = "TB", **net_options) -> Path:
     """Draw the deploy net of `variant` (every layer of the trained net but the losses) to
-    `path`; the format follows the suffix (png, svg, pdf)."""
+    `path`; the format follows the suffix (png, svg, pdf). `net_options` go to build.deploy."""
     from caffe import draw
-    graph = draw.get_pydot_graph(build.deploy(variant), rankdir)
+    graph = draw.get_pydot_graph(build.deploy(variant, **net_options), rankdir)
     graph.set_dpi(DPI)
     path = Path(path)
     with atomic.staged_path(path) as tmp:
