@@ -101,3 +101,24 @@ describe: setup  ## Table 1, blob shapes, parameters and FLOPs re-derived from N
 
 bench-nets: setup  ## caffe time of each variant (batch 24) beside the machine's sgemm GFLOP/s
 	$(PY) tools/bench_nets.py $(BENCH_ARGS)
+
+# --- experiment (issue 5) ------------------------------------------------------------------
+# Runs go in RUN_DIR (default results/$(NET)); docs/training.md.
+DEMO_DATA_DIR ?= data/demo
+DEMO_RUN_DIR  ?= results/demo
+.PHONY: train eval report ablation demo
+
+train: setup  ## caffe train NET with SCHEDULE (paper|short) on DATA_DIR into RUN_DIR; GPU=0 or 0,1; reruns resume
+	$(PY) tools/train.py --net $(NET) --schedule $(SCHEDULE) --data-dir $(DATA_DIR) --run-dir $(RUN_DIR) --gpu "$(GPU)"
+
+eval: setup  ## RUN_DIR's newest snapshot (or WEIGHTS=) on the test split: eval.json, eval.md, confusion.png
+	$(PY) tools/evaluate.py --run-dir $(RUN_DIR) --data-dir $(DATA_DIR) $(if $(WEIGHTS),--weights $(WEIGHTS)) --gpu "$(GPU)"
+
+report: setup  ## rewrite RUN_DIR's log.csv, curves.png, eval.md and results page README.md
+	$(PY) tools/report.py --run-dir $(RUN_DIR)
+
+ablation: setup  ## Table 3(a): train + eval the four variants with SCHEDULE into results/<variant>, results/ablation.md
+	$(PY) tools/ablation.py --schedule $(SCHEDULE) --data-dir $(DATA_DIR) --results results --gpu "$(GPU)"
+
+demo: setup  ## the main job on a CPU: synthetic replica, data, short DRI training, eval, report in results/demo
+	$(PY) tools/demo.py --data-dir $(DEMO_DATA_DIR) --run-dir $(DEMO_RUN_DIR)

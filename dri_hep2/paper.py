@@ -130,6 +130,7 @@ RANDOM_SEED = 1701           # one seed for split, augmentation order, key shuff
 SHORT_MAX_ITER = 1500        # short CPU schedule for demos (ASSUMPTIONS.md T1)
 SHORT_STEPSIZE = 500
 SHORT_BASE_LR = 0.01
+DEMO_SCALE = 0.1             # T1: `make demo`'s synthetic replica, a fraction of I3A's counts
 
 # --- Net reconstruction defaults (ASSUMPTIONS.md N1-N3, N9, N10, N13-N16) ---------------------
 # N1: the stem in front of DRI 1-1, bvlc_googlenet's conv1 / pool1 / conv2 without LRN and

@@ -1,0 +1,153 @@
+"""Evaluate a trained run on the test split: the branch probabilities FC1, FC2, FC3 from one
+forward pass of the deploy net, the Table 3(b) fusions, MCA / ACA (Eq. 3, Table 4).
+
+Input images get the transformation that the run's TEST-phase Data layer applies (its
+`mean_file`, `mean_value`, `scale`, `crop_size`, read from RUN_DIR/train_val.prototxt), so the
+deploy net sees what the validation net saw during training.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import lmdb
+import numpy as np
+
+from . import atomic, caffe_env, metrics, paper, train
+
+EVAL_JSON = "eval.json"
+BRANCH_BLOBS = {1: "loss1/prob", 2: "loss2/prob", 3: "loss3/prob"}
+FUSED_BLOB = "prob"
+# The deploy net's Eltwise SUM must equal the sum of the branch softmaxes up to float32
+# rounding of three values in [0, 1].
+FUSED_TOLERANCE = 1e-5
+
+
+@dataclass(frozen=True)
+class Transform:
+    """Caffe's DataTransformer at TEST time: (x - mean) * scale, centre crop."""
+    mean: np.ndarray | float = 0.0
+    scale: float = 1.0
+    crop_size: int = 0
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        x = (images.astype(np.float32) - self.mean) * self.scale
+        if self.crop_size:
+            h, w = x.shape[-2:]
+            top, left = (h - self.crop_size) // 2, (w - self.crop_size) // 2
+            x = x[..., top:top + self.crop_size, left:left + self.crop_size]
+        return x
+
+
+def read_blobproto(path: str | Path) -> np.ndarray:
+    caffe = caffe_env.import_caffe()
+    blob = caffe.proto.caffe_pb2.BlobProto()
+    blob.ParseFromString(Path(path).read_bytes())
+    return caffe.io.blobproto_to_array(blob)[0]
+
+
+def test_transform(train_val_path: str | Path, base_dir: str | Path = ".") -> Transform:
+    """The transform of the TEST-phase Data layer of a train_val prototxt."""
+    caffe = caffe_env.import_caffe()
+    from google.protobuf import text_format
+
+    net = caffe.proto.caffe_pb2.NetParameter()
+    text_format.Merge(Path(train_val_path).read_text(), net)
+    for layer in net.layer:
+        if layer.type == "Data" and any(r.phase == caffe.TEST for r in layer.include):
+            tp = layer.transform_param
+            if tp.mean_file:
+                mean_path = Path(base_dir) / tp.mean_file  # absolute stays absolute
+                mean: np.ndarray | float = read_blobproto(mean_path)
+            elif tp.mean_value:
+                mean = np.asarray(tp.mean_value, dtype=np.float32)[:, None, None]
+            else:
+                mean = 0.0
+            return Transform(mean=mean, scale=tp.scale if tp.HasField("scale") else 1.0,
+                             crop_size=tp.crop_size)
+    raise ValueError(f"{train_val_path} has no TEST-phase Data layer")
+
+
+def read_lmdb(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """All (images N x C x H x W uint8, labels N) of a Datum LMDB, in key order."""
+    caffe = caffe_env.import_caffe()
+    images, labels = [], []
+    env = lmdb.open(str(path), readonly=True, lock=False)
+    try:
+        with env.begin() as txn:
+            for _, value in txn.cursor():
+                datum = caffe.proto.caffe_pb2.Datum()
+                datum.ParseFromString(value)
+                images.append(caffe.io.datum_to_array(datum))
+                labels.append(datum.label)
+    finally:
+        env.close()
+    if not images:
+        raise ValueError(f"LMDB {path} is empty")
+    return np.stack(images), np.asarray(labels, dtype=np.int64)
+
+
+def branch_probabilities(net, images: np.ndarray, transform: Transform,
+                         batch_size: int = 64) -> tuple[dict[int, np.ndarray], float]:
+    """Per-branch softmax outputs from one forward pass per batch, and the largest difference
+    between the deploy net's fused `prob` and the sum of the branches it reports."""
+    branches = {b: blob for b, blob in BRANCH_BLOBS.items() if blob in net.blobs}
+    out: dict[int, list[np.ndarray]] = {b: [] for b in branches}
+    max_diff = 0.0
+    for start in range(0, len(images), batch_size):
+        x = transform(images[start:start + batch_size])
+        net.blobs["data"].reshape(*x.shape)
+        net.blobs["data"].data[...] = x
+        net.forward()
+        for b, blob in branches.items():
+            out[b].append(net.blobs[blob].data.copy())
+        if FUSED_BLOB in net.blobs:
+            summed = sum(net.blobs[blob].data for blob in branches.values())
+            max_diff = max(max_diff, float(np.abs(net.blobs[FUSED_BLOB].data - summed).max()))
+    return {b: np.concatenate(v) for b, v in out.items()}, max_diff
+
+
+def evaluate(run_dir: str | Path, data_dir: str | Path = "data", weights: str | Path | None = None,
+             split: str = "test", gpu: int | None = None, batch_size: int = 64) -> dict:
+    """`make eval`: eval.json of RUN_DIR (newest snapshot unless `weights`) on DATA_DIR's split.
+
+    Top level: the full fusion DRI_{1+2+3} (the paper's prediction): `mca`, `aca`, `per_class`,
+    `confusion`; `combos` holds each Table 3(b) combination, `branches` each branch alone.
+    """
+    run_dir, data_dir = Path(run_dir), Path(data_dir)
+    weights = Path(weights) if weights else train.newest(run_dir, "caffemodel")
+    if weights is None:
+        raise FileNotFoundError(f"no snapshot in {run_dir / train.SNAPSHOT_DIR}: run "
+                                f"'make train' first or give WEIGHTS=")
+    caffe = caffe_env.import_caffe(gpu)
+    net = caffe.Net(str(run_dir / train.DEPLOY), 1, weights=str(weights))
+    transform = test_transform(run_dir / train.TRAIN_VAL, base_dir=run_dir)
+    images, labels = read_lmdb(data_dir / "lmdb" / split)
+    probs, max_diff = branch_probabilities(net, images, transform, batch_size)
+    if max_diff > FUSED_TOLERANCE:
+        raise AssertionError(f"deploy blob {FUSED_BLOB!r} differs from the sum of the branch "
+                             f"probabilities by {max_diff:g}")
+    combos = metrics.evaluate_combos(labels, probs)
+    full = metrics.FULL_COMBO if metrics.FULL_COMBO in combos else list(combos)[-1]
+    manifest = json.loads((run_dir / train.MANIFEST).read_text()) \
+        if (run_dir / train.MANIFEST).is_file() else {}
+    result = {
+        "net": manifest.get("net", run_dir.name),
+        "weights": str(weights),
+        "iteration": train.snapshot_iteration(weights) if "_iter_" in weights.name else None,
+        "split": split,
+        "data_dir": str(data_dir.resolve()),
+        "n": int(len(labels)),
+        "classes": list(paper.CLASSES),
+        "combo": full,
+        **combos[full],
+        "combos": {c: {"mca": s["mca"], "aca": s["aca"], "per_class": s["per_class"]}
+                   for c, s in combos.items()},
+        "branches": {str(b): {"mca": s["mca"], "aca": s["aca"]} for b, s in
+                     ((b, metrics.scores(labels, p)) for b, p in sorted(probs.items()))},
+        "fused_prob_max_abs_diff": max_diff,
+        "paper": {"table3b_mca": paper.TABLE3B_MCA, "table4": paper.TABLE4},
+    }
+    atomic.write_text(run_dir / EVAL_JSON, json.dumps(result, indent=2) + "\n")
+    return result

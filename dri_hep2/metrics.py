@@ -1,0 +1,87 @@
+"""The paper's measures (section 3.3, Eq. 3; Table 4) and the sum-layer fusion (section 2.1).
+
+MCA = mean over classes of the per-class correct classification rate (recall), the ICPR 2014
+measure; ACA = overall accuracy (correct / total), as Gao et al. [11] report it.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from . import paper
+
+# Table 3(b): which classifier branches (FC1, FC2, FC3) each DRI_x fuses.
+COMBOS: dict[str, tuple[int, ...]] = {"3": (3,), "1+3": (1, 3), "2+3": (2, 3), "1+2+3": (1, 2, 3)}
+FULL_COMBO = "1+2+3"
+
+
+def confusion_matrix(labels: Sequence[int], predictions: Sequence[int],
+                     num_classes: int = paper.NUM_CLASSES) -> np.ndarray:
+    """Counts; row = true class, column = predicted class."""
+    labels = np.asarray(labels, dtype=np.int64)
+    predictions = np.asarray(predictions, dtype=np.int64)
+    if labels.shape != predictions.shape:
+        raise ValueError(f"{labels.size} labels but {predictions.size} predictions")
+    for name, values in (("label", labels), ("prediction", predictions)):
+        if values.size and (values.min() < 0 or values.max() >= num_classes):
+            raise ValueError(f"{name} outside 0..{num_classes - 1}")
+    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(confusion, (labels, predictions), 1)
+    return confusion
+
+
+def per_class_rates(confusion: np.ndarray) -> np.ndarray:
+    """CCR_k of Eq. 3: correct / support per true class; NaN for a class with no samples."""
+    support = confusion.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(support > 0, np.diag(confusion) / np.maximum(support, 1), np.nan)
+
+
+def mca(confusion: np.ndarray) -> float:
+    """Eq. 3. Classes absent from the evaluated set are left out of the mean (not counted 0)."""
+    rates = per_class_rates(confusion)
+    if np.all(np.isnan(rates)):
+        raise ValueError("MCA of an empty confusion matrix")
+    return float(np.nanmean(rates))
+
+
+def aca(confusion: np.ndarray) -> float:
+    """Average classification accuracy (Table 4): correct / total."""
+    total = confusion.sum()
+    if total == 0:
+        raise ValueError("ACA of an empty confusion matrix")
+    return float(np.trace(confusion) / total)
+
+
+def fuse(branch_probs: Mapping[int, np.ndarray], combo: str) -> np.ndarray:
+    """The sum layer over the branches of `combo` (a COMBOS key): N x K summed probabilities.
+
+    The sum is of softmax outputs, as the deploy net's Eltwise SUM `prob` computes it
+    (ASSUMPTIONS.md T2).
+    """
+    branches = COMBOS[combo]
+    missing = [b for b in branches if b not in branch_probs]
+    if missing:
+        raise KeyError(f"combination {combo} needs branch FC{missing[0]}, not in the net")
+    return np.sum([np.asarray(branch_probs[b], dtype=np.float64) for b in branches], axis=0)
+
+
+def scores(labels: Sequence[int], probs: np.ndarray) -> dict:
+    """MCA, ACA, per-class rates and confusion of arg-max predictions from N x 6 scores."""
+    confusion = confusion_matrix(labels, np.argmax(probs, axis=1))
+    rates = per_class_rates(confusion)
+    return {
+        "mca": mca(confusion),
+        "aca": aca(confusion),
+        "per_class": {name: (None if np.isnan(r) else float(r))
+                      for name, r in zip(paper.CLASSES, rates)},
+        "confusion": confusion.tolist(),
+    }
+
+
+def evaluate_combos(labels: Sequence[int],
+                    branch_probs: Mapping[int, np.ndarray]) -> dict[str, dict]:
+    """Scores of every Table 3(b) combination whose branches the net has."""
+    return {combo: scores(labels, fuse(branch_probs, combo))
+            for combo, branches in COMBOS.items() if all(b in branch_probs for b in branches)}

@@ -1,0 +1,223 @@
+"""Reports of a run beside the paper's numbers: eval.md, confusion.png, curves.png, README.md,
+and the Table 3(a) ablation page. Figures use matplotlib's Agg backend (no display needed)."""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
+import numpy as np  # noqa: E402
+
+from . import atomic, caffe_env, caffe_log, paper  # noqa: E402
+from .metrics import COMBOS, FULL_COMBO  # noqa: E402
+
+EVAL_JSON = "eval.json"
+EVAL_MD = "eval.md"
+CONFUSION_PNG = "confusion.png"
+CURVES_PNG = "curves.png"
+RUN_PAGE = "README.md"
+ABLATION_PAGE = "ablation.md"
+ASSUMPTIONS = caffe_env.REPO_ROOT / "ASSUMPTIONS.md"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}"
+
+
+def _paper(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _save(fig, path: Path) -> Path:
+    with atomic.staged_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_curves(log: caffe_log.TrainingLog, path: str | Path) -> Path:
+    """Losses (train solid, validation dashed), validation accuracies and lr per iteration."""
+    fig, (ax_loss, ax_acc, ax_lr) = plt.subplots(3, 1, figsize=(8, 10), sharex=True)
+    for name in log.names("train"):
+        ax_loss.plot(*log.series(f"train/{name}"), label=f"train {name}")
+    for name in log.names("test"):
+        its, values = log.series(f"test/{name}")
+        target = ax_acc if name.endswith(("top-1", "accuracy")) else ax_loss
+        target.plot(its, values, "--" if target is ax_loss else "-o", markersize=3,
+                    label=f"val {name}")
+    ax_loss.set_ylabel("loss")
+    ax_loss.set_yscale("log")
+    ax_acc.set_ylabel("validation accuracy")
+    its, lrs = log.series(caffe_log.LR)
+    ax_lr.plot(its, lrs)
+    ax_lr.set_ylabel("learning rate")
+    ax_lr.set_xlabel("iteration")
+    if lrs and min(lrs) > 0:
+        ax_lr.set_yscale("log")
+    for ax in (ax_loss, ax_acc):
+        if ax.lines:
+            ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    ax_lr.grid(alpha=0.3)
+    return _save(fig, Path(path))
+
+
+def plot_confusion(confusion: np.ndarray, path: str | Path, title: str = "") -> Path:
+    """Row-normalised confusion matrix with the counts written in each cell."""
+    confusion = np.asarray(confusion)
+    support = confusion.sum(axis=1, keepdims=True)
+    rates = confusion / np.maximum(support, 1)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(image, ax=ax, label="fraction of the true class")
+    ticks = range(len(paper.CLASS_ABBREV))
+    ax.set_xticks(ticks, paper.CLASS_ABBREV)
+    ax.set_yticks(ticks, paper.CLASS_ABBREV)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in ticks:
+        for j in ticks:
+            ax.text(j, i, str(confusion[i, j]), ha="center", va="center", fontsize=8,
+                    color="white" if rates[i, j] > 0.5 else "black")
+    ax.set_title(title)
+    return _save(fig, Path(path))
+
+
+def eval_markdown(result: Mapping) -> str:
+    """eval.md: Table 3(b) and Table 4 beside the paper, per-class rates, confusion."""
+    lines = [f"# Evaluation: {paper.VARIANT_TITLES.get(result.get('net'), result.get('net'))}",
+             "",
+             f"Weights `{result.get('weights')}`, {result['n']} cells of the "
+             f"`{result.get('split', 'test')}` split. Rates in %.",
+             "", "## Classifier branches fused (Table 3(b))", "",
+             "| branches | MCA (ours) | ACA (ours) | MCA (paper) |", "|---|---|---|---|"]
+    for combo in COMBOS:
+        if combo in result["combos"]:
+            ours = result["combos"][combo]
+            lines.append(f"| DRI<sub>{combo}</sub> | {_pct(ours['mca'])} | {_pct(ours['aca'])} "
+                         f"| {_paper(paper.TABLE3B_MCA.get(combo))} |")
+    if result.get("branches"):
+        lines += ["", "Each branch alone: " + ", ".join(
+            f"FC{b} MCA {_pct(s['mca'])} / ACA {_pct(s['aca'])}"
+            for b, s in sorted(result["branches"].items())) + "."]
+    lines += ["", "## Beside Table 4", "", "| method | MCA | ACA |", "|---|---|---|"]
+    for method, (m, a) in paper.TABLE4.items():
+        lines.append(f"| {method} (paper) | {_paper(m)} | {_paper(a)} |")
+    title = paper.VARIANT_TITLES.get(result.get("net"), str(result.get("net")))
+    lines.append(f"| **{title} (this run)** | **{_pct(result['mca'])}** | "
+                 f"**{_pct(result['aca'])}** |")
+    lines += ["", f"## Per class (DRI<sub>{result.get('combo', FULL_COMBO)}</sub>)", "",
+              "| class | " + " | ".join(paper.CLASS_ABBREV) + " |",
+              "|---|" + "---|" * len(paper.CLASSES),
+              "| rate | " + " | ".join(_pct(result["per_class"][c]) for c in paper.CLASSES)
+              + " |", "", "Confusion (rows true, columns predicted):", "",
+              "| | " + " | ".join(paper.CLASS_ABBREV) + " |",
+              "|---|" + "---|" * len(paper.CLASSES)]
+    for abbrev, row in zip(paper.CLASS_ABBREV, result["confusion"]):
+        lines.append(f"| **{abbrev}** | " + " | ".join(str(v) for v in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _link(target: Path, page_dir: Path) -> str:
+    return os.path.relpath(target.resolve(), page_dir.resolve())
+
+
+def run_page(run_dir: Path) -> str:
+    """The run's README.md in model-zoo style: what ran, results, plots, paper differences."""
+    run_dir = Path(run_dir)
+    manifest = json.loads((run_dir / "run_manifest.json").read_text())
+    sessions = manifest.get("sessions", [])
+    net = manifest.get("net", run_dir.name)
+    title = paper.VARIANT_TITLES.get(net, net)
+    lines = [f"# {title} on HEp-2 cells: run `{run_dir.name}`", "",
+             f"Reproduction of {paper.CITATION}", "", "## What was run", "",
+             f"- net `{net}`, schedule `{manifest.get('schedule')}`, "
+             f"device {'GPU ' + manifest['gpu'] if manifest.get('gpu') else 'CPU'}",
+             f"- data `{manifest.get('data_dir')}` (manifest sha256 "
+             f"`{(manifest['sha256'].get('data manifest.json') or '-')[:12]}`)",
+             f"- code {manifest['git'].get('commit') or 'unknown'}"
+             f"{' (with uncommitted changes)' if manifest['git'].get('dirty') else ''}, "
+             f"Caffe {manifest['caffe'].get('version')} ({manifest['caffe'].get('mode')}, "
+             f"build {manifest['caffe'].get('build_id')})",
+             f"- files: [solver](solver.prototxt), [train_val](train_val.prototxt), "
+             f"[deploy](deploy.prototxt), [log](train.log) ([csv](log.csv)), "
+             f"[manifest](run_manifest.json)", ""]
+    if sessions:
+        lines += ["| session | started | resumed from | outcome | last iteration |",
+                  "|---|---|---|---|---|"]
+        for i, s in enumerate(sessions, 1):
+            lines.append(f"| {i} | {s.get('started')} | {s.get('resumed_from') or '-'} | "
+                         f"{s.get('outcome')} | {s.get('last_iteration')} |")
+        lines += ["", "Command: `" + " ".join(sessions[-1].get("command", [])) + "` "
+                  f"(in `{run_dir}`)", ""]
+    log_csv = run_dir / "log.csv"
+    if log_csv.is_file():
+        log = caffe_log.parse_file(run_dir / "train.log")
+        _, spi = log.series(caffe_log.SEC_PER_ITER)
+        if spi:
+            lines += [f"Training speed: median {1000 * float(np.median(spi)):.0f} ms per "
+                      f"iteration over {len(spi)} display intervals.", ""]
+    if (run_dir / EVAL_MD).is_file():
+        body = (run_dir / EVAL_MD).read_text().split("\n", 1)[1]
+        lines += ["## Results", body.replace("\n## ", "\n### "),
+                  f"![confusion]({CONFUSION_PNG})", ""]
+    else:
+        lines += ["## Results", "", "Not evaluated yet: run `make eval`.", ""]
+    lines += ["## Training curves", "", f"![curves]({CURVES_PNG})", "",
+              "## Differences from the paper", "",
+              "- Data: the paper uses I3A (13,596 cells); a run on the synthetic replica "
+              "measures the toolkit, not the paper's claim.",
+              "- Schedule: `short` is a CPU schedule far below the paper's 290,000 iterations "
+              "(ledger T1); `paper` follows section 2.3.",
+              "- Every choice the paper leaves open (Fig. 1 and Fig. 2 are lost, solver "
+              f"details unstated) is a row of the [assumptions ledger]"
+              f"({_link(ASSUMPTIONS, run_dir)}).", ""]
+    return "\n".join(lines)
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """eval.md, confusion.png (if evaluated), curves.png and README.md of one run."""
+    run_dir = Path(run_dir)
+    if (run_dir / EVAL_JSON).is_file():
+        result = json.loads((run_dir / EVAL_JSON).read_text())
+        atomic.write_text(run_dir / EVAL_MD, eval_markdown(result))
+        plot_confusion(np.array(result["confusion"]), run_dir / CONFUSION_PNG,
+                       f"DRI{result.get('combo', FULL_COMBO)}: MCA {_pct(result['mca'])} %")
+    if (run_dir / "train.log").is_file():
+        log = caffe_log.parse_file(run_dir / "train.log")
+        caffe_log.write_csv(log, run_dir / "log.csv")
+        if log.rows:
+            plot_curves(log, run_dir / CURVES_PNG)
+    return atomic.write_text(run_dir / RUN_PAGE, run_page(run_dir))
+
+
+def ablation_page(evals: Mapping[str, Mapping], page_dir: Path,
+                  run_dirs: Mapping[str, Path] | None = None, schedule: str = "") -> str:
+    """Table 3(a): MCA of the four variants (ours from each eval.json) beside the paper's."""
+    lines = ["# Table 3(a): the DRI module and depth", "",
+             f"Each variant trained with schedule `{schedule}` and evaluated on the test split "
+             "with the sum of its classifier branches. Rates in %.", "",
+             "| variant | MCA (ours) | ACA (ours) | MCA (paper) | run |", "|---|---|---|---|---|"]
+    for variant, paper_mca in paper.TABLE3A_MCA.items():
+        result = evals.get(variant)
+        run = (f"[{variant}]({_link(Path(run_dirs[variant]) / RUN_PAGE, page_dir)})"
+               if run_dirs and variant in run_dirs else "-")
+        lines.append(f"| {paper.VARIANT_TITLES[variant]} | "
+                     f"{_pct(result['mca']) if result else 'not run'} | "
+                     f"{_pct(result['aca']) if result else '-'} | {paper_mca:.2f} | {run} |")
+    lines += ["", "The paper's ordering: Shallow Inception < SRI < Inception < DRI. "
+              f"Differences from the paper: [assumptions ledger]"
+              f"({_link(ASSUMPTIONS, page_dir)}).", ""]
+    return "\n".join(lines)
+
+
+def write_ablation(run_dirs: Mapping[str, Path], path: str | Path, schedule: str = "") -> Path:
+    path = Path(path)
+    evals = {v: json.loads((Path(d) / EVAL_JSON).read_text()) for v, d in run_dirs.items()
+             if (Path(d) / EVAL_JSON).is_file()}
+    return atomic.write_text(path, ablation_page(evals, path.parent, run_dirs, schedule))

@@ -1,0 +1,124 @@
+"""`caffe train` through dri_hep2.train: real Caffe on tiny LMDBs, no mocks."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from dri_hep2 import caffe_log, train
+
+
+def tiny_train_val(caffe, data_dir: Path):
+    """A three-branch net with the contract's output names (loss1/loss ... loss3/top-1)."""
+    from caffe import layers as L, params as P
+
+    def data(split: str, phase: str, batch: int):
+        return L.Data(source=str(data_dir / "lmdb" / split), backend=P.Data.LMDB,
+                      batch_size=batch, ntop=2, include=dict(phase=getattr(caffe, phase)),
+                      transform_param=dict(scale=1 / 64, mean_file=str(
+                          data_dir / "lmdb" / "mean.binaryproto")))
+
+    n = caffe.NetSpec()
+    n.data, n.label = data("train", "TRAIN", 6)
+    n.conv = L.Convolution(n.data, num_output=16, kernel_size=5, stride=2,
+                           weight_filler=dict(type="xavier"))
+    n.relu = L.ReLU(n.conv, in_place=True)
+    for k, weight in ((1, 0.3), (2, 0.3), (3, 1.0)):
+        fc = L.InnerProduct(n.relu, num_output=6, weight_filler=dict(type="xavier"))
+        setattr(n, f"loss{k}/classifier", fc)
+        setattr(n, f"loss{k}/loss", L.SoftmaxWithLoss(fc, n.label, loss_weight=weight))
+        setattr(n, f"loss{k}/top-1", L.Accuracy(fc, n.label, include=dict(phase=caffe.TEST)))
+    net = n.to_proto()
+    # The validation Data layer makes the same tops in the TEST phase.
+    t = caffe.NetSpec()
+    t.data, t.label = data("val", "TEST", 6)
+    test_data = t.to_proto().layer[0]
+    test_data.name = "data_val"
+    net.layer.insert(1, test_data)
+    return net
+
+
+def write_tiny_run(caffe, run_dir: Path, data_dir: Path, max_iter: int, display: int = 10,
+                   snapshot: int = 0) -> Path:
+    from caffe.proto import caffe_pb2
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / train.TRAIN_VAL).write_text(str(tiny_train_val(caffe, data_dir)))
+    solver = caffe_pb2.SolverParameter(
+        net=train.TRAIN_VAL, base_lr=0.01, momentum=0.9, lr_policy="step", gamma=0.5,
+        stepsize=max(1, max_iter // 2), max_iter=max_iter, display=display, test_iter=[2],
+        test_interval=max(1, max_iter // 2), snapshot=snapshot,
+        snapshot_prefix=f"{train.SNAPSHOT_DIR}/tiny", solver_mode=caffe_pb2.SolverParameter.CPU,
+        random_seed=1)
+    (run_dir / train.SOLVER).write_text(str(solver))
+    (run_dir / train.SNAPSHOT_DIR).mkdir(exist_ok=True)
+    return run_dir
+
+
+def test_short_training_lowers_the_loss(caffe, tiny_data_dir, tmp_path):
+    run_dir = write_tiny_run(caffe, tmp_path / "run", tiny_data_dir, max_iter=60)
+    session = train.run_caffe(run_dir, data_dir=tiny_data_dir, progress=False)
+
+    assert session.outcome == "finished" and session.last_iteration == 60
+    log = caffe_log.parse_file(run_dir / train.LOG)
+    _, losses = log.series("loss")
+    assert losses[-1] < 0.5 * losses[0]
+    # Every output by name: three losses in train, losses and accuracies in test, and lr.
+    assert log.names("train") == ["loss1/loss", "loss2/loss", "loss3/loss"]
+    assert set(log.names("test")) == {f"loss{k}/{m}" for k in (1, 2, 3) for m in ("loss", "top-1")}
+    assert log.series("lr")[1][-1] == pytest.approx(0.005)
+    assert (run_dir / "snapshots" / "tiny_iter_60.caffemodel").is_file()
+    assert (run_dir / train.LOG_CSV).read_text().startswith("iteration,lr,loss,")
+    assert (run_dir / train.CURVES).stat().st_size > 10_000
+    manifest = json.loads((run_dir / train.MANIFEST).read_text())
+    assert manifest["sha256"]["solver.prototxt"] == train.sha256(run_dir / train.SOLVER)
+    assert manifest["caffe"]["build_id"]
+    assert manifest["sessions"][0]["outcome"] == "finished"
+    assert manifest["sessions"][0]["command"][1:3] == ["train", "-solver=solver.prototxt"]
+
+
+def test_interrupt_snapshots_and_rerun_resumes(caffe, tiny_data_dir, tmp_path):
+    max_iter = 3000
+    run_dir = write_tiny_run(caffe, tmp_path / "run", tiny_data_dir, max_iter=max_iter,
+                             display=20)
+    script = ("import sys; from dri_hep2 import train; "
+              "s = train.run_caffe(sys.argv[1], progress=False); print(s.outcome)")
+    proc = subprocess.Popen([sys.executable, "-c", script, str(run_dir)],
+                            stdout=subprocess.PIPE, text=True)
+    log_path = run_dir / train.LOG
+    deadline = time.monotonic() + 60
+    while not (log_path.is_file() and "Iteration 100 " in log_path.read_text()):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)          # Ctrl-C of the toolkit's process only
+    out, _ = proc.communicate(timeout=60)
+    assert out.strip() == "interrupted"
+    state = train.newest(run_dir, "solverstate")
+    stopped_at = train.snapshot_iteration(state)
+    assert 100 <= stopped_at < max_iter
+
+    session = train.run_caffe(run_dir, progress=False)
+    assert session.resumed_from == f"snapshots/tiny_iter_{stopped_at}.solverstate"
+    assert session.outcome == "finished" and session.last_iteration == max_iter
+    log = caffe_log.parse_file(log_path)
+    assert log.resumed_at and log.resumed_at[0] >= stopped_at
+    # The second session started at the snapshot, not at iteration 0.
+    second = log_path.read_text().split("Resuming from")[1]
+    first_iteration = int(caffe_log.TRAIN_LINE.search(second).group(1))
+    assert first_iteration >= stopped_at > 0
+    manifest = json.loads((run_dir / train.MANIFEST).read_text())
+    assert [s["outcome"] for s in manifest["sessions"]] == ["interrupted", "finished"]
+
+
+def test_run_config_checks_gpu_and_schedule():
+    assert train.RunConfig(gpu="0,1").gpu == "0,1"
+    assert train.RunConfig(net="sri").run_dir == Path("results/sri")
+    with pytest.raises(ValueError):
+        train.RunConfig(gpu="cuda:0")
+    with pytest.raises(ValueError):
+        train.RunConfig(schedule="long")
