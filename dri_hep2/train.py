@@ -105,6 +105,10 @@ def build_run_files(cfg: RunConfig) -> dict[str, str]:
     # The CLI's -gpu flag alone picks the device: with solver_mode GPU in the file, Caffe
     # would take GPU 0 even when GPU= is empty (caffe.cpp, train()).
     solver_param.solver_mode = solver_param.CPU
+    # Before the first iteration BatchNorm has no stored statistics, so the TEST-phase pass at
+    # iteration 0 gives NaN losses and accuracies of 1 (Accuracy counts NaN ties as hits):
+    # skip it; it would also cost the demo a validation pass (ASSUMPTIONS.md T4).
+    solver_param.test_initialization = False
     return {SOLVER: str(solver_param), TRAIN_VAL: str(train_val), DEPLOY: str(deploy)}
 
 
@@ -182,6 +186,7 @@ def run_caffe(run_dir: Path, gpu: str = "", data_dir: Path | None = None,
     from tqdm import tqdm
 
     run_dir = Path(run_dir)
+    data_dir = Path(data_dir) if data_dir else None
     solver_text = (run_dir / SOLVER).read_text()
     max_iter = int(_solver_field(solver_text, "max_iter") or 0)
     state = newest(run_dir, "solverstate")

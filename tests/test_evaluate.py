@@ -1,0 +1,90 @@
+"""dri_hep2.evaluate with real pycaffe: one forward pass gives FC1, FC2, FC3; the fusions and
+metrics agree with a NumPy recomputation; a deploy net whose `prob` is not the sum is refused."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dri_hep2 import evaluate, metrics, train
+
+SCALE = 1 / 64
+
+
+def tiny_nets(caffe, data_dir: Path, fused_operation):
+    """deploy: data -> three InnerProducts -> loss<k>/prob -> Eltwise `prob`; train_val: only
+    the TEST Data layer whose transform the evaluation must copy."""
+    from caffe import layers as L, params as P
+
+    n = caffe.NetSpec()
+    n.data = L.Input(shape=dict(dim=[1, 1, 76, 76]))
+    probs = []
+    for k in (1, 2, 3):
+        n[f"loss{k}/classifier"] = L.InnerProduct(n.data, num_output=6,
+                                                  weight_filler=dict(type="gaussian", std=0.01))
+        n[f"loss{k}/prob"] = L.Softmax(n[f"loss{k}/classifier"])
+        probs.append(n[f"loss{k}/prob"])
+    n.prob = L.Eltwise(*probs, operation=fused_operation)
+    t = caffe.NetSpec()
+    t.data, t.label = L.Data(source=str(data_dir / "lmdb" / "val"), backend=P.Data.LMDB,
+                             batch_size=4, ntop=2, include=dict(phase=caffe.TEST),
+                             transform_param=dict(scale=SCALE, mean_file=str(
+                                 data_dir / "lmdb" / "mean.binaryproto")))
+    return n.to_proto(), t.to_proto()
+
+
+def make_run(caffe, run_dir: Path, data_dir: Path, fused_operation) -> Path:
+    deploy, train_val = tiny_nets(caffe, data_dir, fused_operation)
+    run_dir.mkdir()
+    (run_dir / train.DEPLOY).write_text(str(deploy))
+    (run_dir / train.TRAIN_VAL).write_text(str(train_val))
+    net = caffe.Net(str(run_dir / train.DEPLOY), caffe.TEST)
+    (run_dir / train.SNAPSHOT_DIR).mkdir()
+    for it in (10, 200):   # the newest snapshot is taken by iteration, not by name
+        net.save(str(run_dir / train.SNAPSHOT_DIR / f"tiny_iter_{it}.caffemodel"))
+    return run_dir
+
+
+def test_branches_fusions_and_metrics_match_numpy(caffe, tiny_data_dir, tmp_path):
+    run_dir = make_run(caffe, tmp_path / "run", tiny_data_dir, caffe.params.Eltwise.SUM)
+    result = evaluate.evaluate(run_dir, tiny_data_dir, batch_size=5)  # 12 cells: 5 + 5 + 2
+
+    assert result["iteration"] == 200 and result["n"] == 12
+    assert result == json.loads((run_dir / "eval.json").read_text())
+    # Recompute FC1..FC3 in NumPy from the weights and the test LMDB (mean 30, scale 1/64).
+    net = caffe.Net(str(run_dir / train.DEPLOY), caffe.TEST,
+                    weights=str(run_dir / "snapshots/tiny_iter_200.caffemodel"))
+    images, labels = evaluate.read_lmdb(tiny_data_dir / "lmdb" / "test")
+    x = ((images.astype(np.float64) - 30.0) * SCALE).reshape(len(images), -1)
+    branch = {}
+    for k in (1, 2, 3):
+        w, b = (p.data for p in net.params[f"loss{k}/classifier"])
+        z = x @ w.T + b
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        branch[k] = e / e.sum(axis=1, keepdims=True)
+    expected = metrics.evaluate_combos(labels, branch)
+    assert set(result["combos"]) == {"3", "1+3", "2+3", "1+2+3"}
+    for combo, scores in expected.items():
+        assert result["combos"][combo]["mca"] == pytest.approx(scores["mca"])
+        assert result["combos"][combo]["aca"] == pytest.approx(scores["aca"])
+    assert result["confusion"] == expected["1+2+3"]["confusion"]
+    assert result["mca"] == pytest.approx(expected["1+2+3"]["mca"])
+    assert result["fused_prob_max_abs_diff"] < 1e-6
+
+
+def test_a_fused_blob_that_is_not_the_sum_is_refused(caffe, tiny_data_dir, tmp_path):
+    run_dir = make_run(caffe, tmp_path / "run", tiny_data_dir, caffe.params.Eltwise.MAX)
+    with pytest.raises(AssertionError, match="prob"):
+        evaluate.evaluate(run_dir, tiny_data_dir)
+
+
+def test_explicit_weights_and_missing_snapshot(caffe, tiny_data_dir, tmp_path):
+    run_dir = make_run(caffe, tmp_path / "run", tiny_data_dir, caffe.params.Eltwise.SUM)
+    weights = run_dir / "snapshots/tiny_iter_10.caffemodel"
+    assert evaluate.evaluate(run_dir, tiny_data_dir, weights=weights)["iteration"] == 10
+    for f in (run_dir / train.SNAPSHOT_DIR).iterdir():
+        f.unlink()
+    with pytest.raises(FileNotFoundError, match="make train"):
+        evaluate.evaluate(run_dir, tiny_data_dir)

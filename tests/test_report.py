@@ -1,0 +1,88 @@
+"""Reports from hand-made eval.json / logs: eval.md, the Table 3(a) page, figures, run page."""
+from __future__ import annotations
+
+import json
+import numpy as np
+
+from dri_hep2 import caffe_log, paper, report
+
+CONFUSION = np.diag([50, 60, 55, 57, 45, 15]).tolist()
+CONFUSION[5][4] = 5   # five Golgi cells called NuMem
+
+
+def eval_result(mca: float, aca: float) -> dict:
+    return {"net": "dri", "weights": "snapshots/dri_iter_900.caffemodel", "n": 287,
+            "split": "test", "combo": "1+2+3", "mca": mca, "aca": aca,
+            "per_class": dict(zip(paper.CLASSES, [1, 1, 1, 1, 1, 0.75])),
+            "confusion": CONFUSION,
+            "combos": {"3": {"mca": 0.9, "aca": 0.91}, "1+3": {"mca": 0.93, "aca": 0.94},
+                       "2+3": {"mca": 0.9, "aca": 0.91}, "1+2+3": {"mca": mca, "aca": aca}},
+            "branches": {"1": {"mca": 0.8, "aca": 0.81}}}
+
+
+def test_eval_md_puts_ours_beside_tables_3b_and_4():
+    text = report.eval_markdown(eval_result(0.9583, 0.9826))
+    assert "| DRI<sub>1+3</sub> | 93.00 | 94.00 | 97.41 |" in text
+    assert "| DRI<sub>1+2+3</sub> | 95.83 | 98.26 | 98.37 |" in text
+    assert "| Gao et al. [11] (paper) | 96.76 | 97.24 |" in text
+    assert "| **DRI (this run)** | **95.83** | **98.26** |" in text
+    assert "| rate | 100.00 | 100.00 | 100.00 | 100.00 | 100.00 | 75.00 |" in text
+    assert "| **G** | 0 | 0 | 0 | 0 | 5 | 15 |" in text
+
+
+def test_ablation_page_is_table_3a(tmp_path):
+    results = tmp_path / "results"
+    values = {"shallow_inception": (0.91, 0.92), "sri": (0.93, 0.94), "dri": (0.97, 0.975)}
+    for variant, (mca, aca) in values.items():
+        (results / variant).mkdir(parents=True)
+        (results / variant / "eval.json").write_text(json.dumps(eval_result(mca, aca)))
+    page = report.write_ablation({v: results / v for v in paper.TABLE3A_MCA},
+                                 results / "ablation.md", "short")
+    text = page.read_text()
+    assert "| Shallow Inception | 91.00 | 92.00 | 96.54 | [shallow_inception]" \
+           "(shallow_inception/README.md) |" in text
+    assert "| DRI | 97.00 | 97.50 | 98.37 | [dri](dri/README.md) |" in text
+    assert "| Inception [16] | not run | - | 97.93 |" in text
+    link = text.split("[assumptions ledger](")[1].split(")")[0]
+    assert (results / link).resolve() == report.ASSUMPTIONS.resolve()
+
+
+def test_figures_are_written(tmp_path):
+    log = caffe_log.parse_lines([
+        "I1 solver.cpp:239] Iteration 0 (1 iter/s, 1s/1 iters), loss = 2",
+        "I1 solver.cpp:258]     Train net output #0: loss1/loss = 2 (* 0.3 = 0.6 loss)",
+        "I1 sgd_solver.cpp:112] Iteration 0, lr = 0.01",
+        "I1 solver.cpp:347] Iteration 10, Testing net (#0)",
+        "I1 solver.cpp:414]     Test net output #0: fused/top-1 = 0.5",
+        "I1 solver.cpp:239] Iteration 10 (1 iter/s, 1s/1 iters), loss = 1",
+        "I1 solver.cpp:258]     Train net output #0: loss1/loss = 1 (* 0.3 = 0.3 loss)",
+        "I1 sgd_solver.cpp:112] Iteration 10, lr = 0.005"])
+    curves = report.plot_curves(log, tmp_path / "curves.png")
+    confusion = report.plot_confusion(np.array(CONFUSION), tmp_path / "confusion.png")
+    for png in (curves, confusion):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    assert not list(tmp_path.glob(".*"))      # no temporary left behind
+
+
+def test_run_page_says_what_ran_and_links_the_ledger(tmp_path):
+    run_dir = tmp_path / "results" / "demo"
+    run_dir.mkdir(parents=True)
+    (run_dir / "eval.json").write_text(json.dumps(eval_result(0.9583, 0.9826)))
+    (run_dir / "run_manifest.json").write_text(json.dumps({
+        "net": "dri", "schedule": "short", "gpu": "", "data_dir": "/data/demo",
+        "git": {"commit": "abc123", "dirty": False},
+        "caffe": {"version": "1.0.0", "mode": "CPU", "build_id": "498d"},
+        "sha256": {"data manifest.json": "f" * 64},
+        "sessions": [{"started": "t0", "resumed_from": None, "outcome": "interrupted",
+                      "last_iteration": 300, "command": ["caffe", "train"]},
+                     {"started": "t1", "resumed_from": "snapshots/dri_iter_300.solverstate",
+                      "outcome": "finished", "last_iteration": 900,
+                      "command": ["caffe", "train", "-snapshot=x"]}]}))
+    text = report.write_report(run_dir).read_text()
+    assert "net `dri`, schedule `short`, device CPU" in text
+    assert "| 2 | t1 | snapshots/dri_iter_300.solverstate | finished | 900 |" in text
+    assert "| DRI<sub>1+2+3</sub> | 95.83 | 98.26 | 98.37 |" in text
+    assert "![confusion](confusion.png)" in text and (run_dir / "confusion.png").is_file()
+    ledger = report.ASSUMPTIONS
+    link = text.split("[assumptions ledger](")[1].split(")")[0]
+    assert (run_dir / link).resolve() == ledger.resolve()
