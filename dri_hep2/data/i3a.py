@@ -42,6 +42,10 @@ class I3AError(ValueError):
         where = f"{file}:{line}" if line is not None else str(file)
         super().__init__(f"{where}: {reason}")
 
+    def __reduce__(self):
+        # Workers return these to the parent: pickle by the constructor's own arguments.
+        return type(self), (self.reason, self.file, self.line)
+
 
 @dataclass(frozen=True)
 class CellRecord:
