@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import time
 from datetime import datetime, timezone
 from multiprocessing import get_context
@@ -79,6 +80,9 @@ def build_dataset(i3a_dir: str | Path, data_dir: str | Path = "data", *,
     index = {rec.id: k for k, rec in enumerate(records)}
     splits = split.split_records(records, seed=seed, protocol=protocol)
 
+    # Temporaries of a killed earlier run (SIGKILL skips their cleanup); never the outputs.
+    for stale in [*data_dir.glob(".lmdb.*.tmp"), *data_dir.glob(".splits.*.tmp")]:
+        shutil.rmtree(stale, ignore_errors=True)
     # The outputs are about to change: drop the manifest that certifies the old ones.
     (data_dir / MANIFEST).unlink(missing_ok=True)
     # Datum size, and pycaffe imported before the workers fork so they need not import it.
