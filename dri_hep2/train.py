@@ -227,7 +227,8 @@ def run_caffe(run_dir: Path, gpu: str = "", data_dir: Path | None = None,
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
 
-    with open(run_dir / LOG, "a", encoding="utf-8") as log:
+    # Line-buffered, so that `tail -f train.log` follows the run.
+    with open(run_dir / LOG, "a", encoding="utf-8", buffering=1) as log:
         log.write(f"# {_now()} {' '.join(command)}\n")
         proc = subprocess.Popen(command, cwd=run_dir, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, bufsize=1)

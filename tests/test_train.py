@@ -122,3 +122,44 @@ def test_run_config_checks_gpu_and_schedule():
         train.RunConfig(gpu="cuda:0")
     with pytest.raises(ValueError):
         train.RunConfig(schedule="long")
+
+
+def test_prepare_writes_this_runs_files_and_guards_a_resume(caffe, tiny_data_dir, tmp_path):
+    cfg = train.RunConfig(net="dri", schedule="short", data_dir=tiny_data_dir,
+                          run_dir=tmp_path / "run")
+    run_dir = train.prepare(cfg)
+    solver = (run_dir / train.SOLVER).read_text()
+    for line in ('net: "train_val.prototxt"', 'snapshot_prefix: "snapshots/dri"',
+                 "solver_mode: CPU", "test_initialization: false", "test_iter: 1"):
+        assert line in solver
+    assert f'source: "{tiny_data_dir.resolve()}/lmdb/train"' in (run_dir / train.TRAIN_VAL).read_text()
+    assert 'name: "prob"' in (run_dir / train.DEPLOY).read_text()
+
+    (run_dir / "snapshots" / "dri_iter_500.solverstate").write_bytes(b"")
+    train.prepare(cfg)                                   # same configuration: resumable
+    with pytest.raises(train.RunMismatch, match="solver.prototxt"):
+        train.prepare(train.RunConfig(net="dri", schedule="paper", data_dir=tiny_data_dir,
+                                      run_dir=run_dir))
+
+
+@pytest.mark.slow
+def test_real_dri_trains_and_evaluates(caffe, tiny_data_dir, tmp_path):
+    """The nets engineer's DRI through the CLI for a few iterations, then `make eval`."""
+    from dri_hep2 import evaluate
+
+    cfg = train.RunConfig(net="dri", schedule="short", data_dir=tiny_data_dir,
+                          run_dir=tmp_path / "run")
+    run_dir = train.prepare(cfg)
+    solver = run_dir / train.SOLVER
+    solver.write_text(solver.read_text().replace(
+        f"max_iter: {train_max_iter(solver)}", "max_iter: 4"))
+    session = train.run_caffe(run_dir, data_dir=tiny_data_dir, progress=False)
+    assert session.outcome == "finished" and session.last_iteration == 4
+    result = evaluate.evaluate(run_dir, tiny_data_dir)
+    assert result["iteration"] == 4 and result["n"] == 12
+    assert set(result["combos"]) == {"3", "1+3", "2+3", "1+2+3"}
+
+
+def train_max_iter(solver: Path) -> int:
+    return int(next(line.split(":")[1] for line in solver.read_text().splitlines()
+                    if line.startswith("max_iter:")))
