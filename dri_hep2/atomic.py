@@ -13,6 +13,17 @@ from pathlib import Path
 from typing import Iterator
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _ordinary_mode(path: Path, is_dir: bool) -> None:
+    """mkstemp/mkdtemp create 0600/0700; give the result the mode a plain open/mkdir would."""
+    os.chmod(path, (0o777 if is_dir else 0o666) & ~_umask())
+
+
 def write_text(path: str | os.PathLike, text: str) -> Path:
     """Write `text` to `path` through a temporary file in the same folder, then rename."""
     return write_bytes(path, text.encode("utf-8"))
@@ -27,6 +38,7 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        _ordinary_mode(Path(tmp), is_dir=False)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -51,6 +63,7 @@ def staged_path(path: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Pa
                                     dir=path.parent)
         os.close(fd)
         tmp = Path(name)
+    _ordinary_mode(tmp, is_dir)
     try:
         yield tmp
         if is_dir and path.exists():
