@@ -73,6 +73,8 @@ RUN --mount=type=secret,id=hostca,mode=0444 \
  && { dpkg-query -W; } > .image-debian-packages.txt \
  && .venv/bin/pip freeze > .image-python-packages.txt
 
-# Data: mount I3A read-only at /data/I3A; mount a results folder at /opt/dri-hep2/results
-# (and, to keep the built LMDBs, one at /opt/dri-hep2/data). docs/docker.md.
+# Data: mount I3A read-only at /data/I3A, where `make data` looks by default here; mount a
+# results folder at /opt/dri-hep2/results (and, to keep the built LMDBs, one at
+# /opt/dri-hep2/data). docs/docker.md.
+ENV I3A=/data/I3A
 CMD ["make", "help"]
