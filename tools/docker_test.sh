@@ -36,9 +36,17 @@ report() {
   printf '    %s\n' "${timings[@]}"
 }
 
-for tool in buildah podman debootstrap; do
-  command -v "$tool" >/dev/null || die "$tool is missing: apt-get install -y buildah podman debootstrap"
-done
+# The container tools, installed as build_caffe.sh installs Caffe's dependencies: by apt-get
+# as root (CI on a fresh machine), otherwise the exact command is printed.
+missing=()
+for tool in buildah podman debootstrap; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  cmd="apt-get install -y --no-install-recommends ${missing[*]}"
+  [ "$(id -u)" -eq 0 ] || die "missing ${missing[*]}. Run as root:  sudo apt-get update && sudo $cmd"
+  say "installing ${missing[*]}"
+  apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive $cmd >/dev/null
+fi
 
 # The base named by the Dockerfile's default BASE_IMAGE, fully qualified as Docker would pull it.
 base=$(sed -n 's/^ARG BASE_IMAGE=//p' Dockerfile)
