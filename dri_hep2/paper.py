@@ -127,9 +127,12 @@ AUX_CONV = 128               # N5: bvlc_googlenet's 1x1 conv, 128 maps, in each 
 AUX_FC = 1024                # N5: "the second parameter ... number of neurons" is lost with Fig. 1
 PRELU_DECAY_MULT = 0.0       # N11: PReLU paper uses no weight decay on the slopes
 RANDOM_SEED = 1701           # one seed for split, augmentation order, key shuffle and solver
-SHORT_MAX_ITER = 1500        # short CPU schedule for demos (ASSUMPTIONS.md T1)
-SHORT_STEPSIZE = 500
+SHORT_MAX_ITER = 400         # short CPU schedule for demos (ASSUMPTIONS.md T1)
+SHORT_STEPSIZE = 100
 SHORT_BASE_LR = 0.01
+# T7: BatchNorm's moving average in the short schedule. Caffe's default 0.999 averages the
+# statistics of ~1000 iterations: over a 400-iteration run, mostly those of early weights.
+SHORT_BN_MOVING_AVERAGE = 0.95
 DEMO_SCALE = 0.1             # T1: `make demo`'s synthetic replica, a fraction of I3A's counts
 
 # --- Net reconstruction defaults (ASSUMPTIONS.md N1-N3, N9, N10, N13-N16) ---------------------
@@ -151,6 +154,6 @@ TEST_BATCH_SIZE = 32         # I3A's 2176 validation cells = 68 batches of 32
 TEST_INTERVAL = 4000         # about half an epoch of the 192,540-image augmented set at 24
 SNAPSHOT_INTERVAL = 10000
 DISPLAY_INTERVAL = 100
-SHORT_TEST_INTERVAL = 250
-SHORT_SNAPSHOT_INTERVAL = 500
+SHORT_TEST_INTERVAL = 100
+SHORT_SNAPSHOT_INTERVAL = 200
 SHORT_DISPLAY_INTERVAL = 20

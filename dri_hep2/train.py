@@ -25,7 +25,7 @@ from pathlib import Path
 
 import lmdb
 
-from . import atomic, caffe_env, caffe_log
+from . import atomic, caffe_env, caffe_log, paper
 
 SNAPSHOT_DIR = "snapshots"
 SOLVER = "solver.prototxt"
@@ -109,6 +109,10 @@ def build_run_files(cfg: RunConfig) -> dict[str, str]:
     # iteration 0 gives NaN losses and accuracies of 1 (Accuracy counts NaN ties as hits):
     # skip it; it would also cost the demo a validation pass (ASSUMPTIONS.md T4).
     solver_param.test_initialization = False
+    if cfg.schedule == "short":
+        for layer in train_val.layer:
+            if layer.type == "BatchNorm":
+                layer.batch_norm_param.moving_average_fraction = paper.SHORT_BN_MOVING_AVERAGE
     return {SOLVER: str(solver_param), TRAIN_VAL: str(train_val), DEPLOY: str(deploy)}
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dri_hep2 import caffe_log, train
+from dri_hep2 import caffe_log, paper, train
 
 
 def tiny_train_val(caffe, data_dir: Path):
@@ -134,6 +134,11 @@ def test_prepare_writes_this_runs_files_and_guards_a_resume(caffe, tiny_data_dir
         assert line in solver
     assert f'source: "{tiny_data_dir.resolve()}/lmdb/train"' in (run_dir / train.TRAIN_VAL).read_text()
     assert 'name: "prob"' in (run_dir / train.DEPLOY).read_text()
+    # T7: short runs keep BatchNorm statistics of the last ~20 iterations, paper runs Caffe's.
+    fraction = f"moving_average_fraction: {paper.SHORT_BN_MOVING_AVERAGE}"
+    assert (run_dir / train.TRAIN_VAL).read_text().count(fraction) > 30
+    paper_files = train.build_run_files(train.RunConfig(net="dri", data_dir=tiny_data_dir))
+    assert "moving_average_fraction" not in paper_files[train.TRAIN_VAL]
 
     (run_dir / "snapshots" / "dri_iter_500.solverstate").write_bytes(b"")
     train.prepare(cfg)                                   # same configuration: resumable
