@@ -41,7 +41,8 @@ die() { printf '[build_caffe] error: %s\n' "$*" >&2; exit 1; }
 deps=(build-essential cmake dpkg-dev patch ca-certificates debian-archive-keyring
       libboost-filesystem-dev libboost-system-dev libboost-thread-dev libboost-python-dev
       libgflags-dev libgoogle-glog-dev libhdf5-dev liblmdb-dev libopenblas-dev
-      libprotobuf-dev protobuf-compiler libsnappy-dev graphviz)
+      libprotobuf-dev protobuf-compiler libsnappy-dev graphviz
+      libopencv-dev)
 missing=()
 for p in "${deps[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -66,7 +67,10 @@ esac
 
 # --- the CMake options and the build id: everything that changes the installed binary -------
 cmake_opts=(-DCMAKE_BUILD_TYPE=Release
-            -DBLAS=Open -DUSE_OPENCV=OFF -DUSE_LEVELDB=OFF -DUSE_LMDB=ON
+            -DBLAS=Open -DUSE_LEVELDB=OFF -DUSE_LMDB=ON
+            # OpenCV for Caffe's own image tools (convert_imageset, compute_image_mean):
+            # the route users know, and the baseline of tools/bench_data.py.
+            -DUSE_OPENCV=ON
             -DBUILD_python=ON -Dpython_version=3 -DBUILD_python_layer=ON
             -DBUILD_docs=OFF -DBUILD_matlab=OFF)
 if [ "$CUDA" = 1 ]; then
