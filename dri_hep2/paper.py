@@ -128,11 +128,11 @@ AUX_FC = 1024                # N5: "the second parameter ... number of neurons" 
 PRELU_DECAY_MULT = 0.0       # N11: PReLU paper uses no weight decay on the slopes
 RANDOM_SEED = 1701           # one seed for split, augmentation order, key shuffle and solver
 SHORT_MAX_ITER = 400         # short CPU schedule for demos (ASSUMPTIONS.md T1)
-SHORT_STEPSIZE = 100
+SHORT_STEPSIZE = 50
 SHORT_BASE_LR = 0.01
 # T7: BatchNorm's moving average in the short schedule. Caffe's default 0.999 averages the
 # statistics of ~1000 iterations: over a 400-iteration run, mostly those of early weights.
-SHORT_BN_MOVING_AVERAGE = 0.95
+SHORT_BN_MOVING_AVERAGE = 0.8
 DEMO_SCALE = 0.1             # T1: `make demo`'s synthetic replica, a fraction of I3A's counts
 
 # --- Net reconstruction defaults (ASSUMPTIONS.md N1-N3, N9, N10, N13-N16) ---------------------
