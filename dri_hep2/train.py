@@ -281,6 +281,10 @@ def run_caffe(run_dir: Path, gpu: str = "", data_dir: Path | None = None,
 
 def train(cfg: RunConfig, progress: bool = True) -> Session:
     """`make train`: write the run's files, then train (or resume) with the caffe CLI."""
+    if cfg.gpu and caffe_env.build_info().get("mode") == "CPU":
+        raise caffe_env.CaffeNotFound(
+            f"GPU={cfg.gpu} needs a CUDA build of Caffe, and {caffe_env.caffe_home()} is "
+            f"CPU-only: run 'make caffe' on a machine with nvcc and a GPU, or leave GPU empty")
     run_dir = prepare(cfg)
     return run_caffe(run_dir, cfg.gpu, data_dir=cfg.data_dir,
                      manifest_extra={"net": cfg.net, "schedule": cfg.schedule, "gpu": cfg.gpu},

@@ -147,7 +147,6 @@ def test_prepare_writes_this_runs_files_and_guards_a_resume(caffe, tiny_data_dir
                                       run_dir=run_dir))
 
 
-@pytest.mark.slow
 def test_real_dri_trains_and_evaluates(caffe, tiny_data_dir, tmp_path):
     """The nets engineer's DRI through the CLI for a few iterations, then `make eval`."""
     from dri_hep2 import evaluate
