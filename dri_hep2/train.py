@@ -284,7 +284,7 @@ def train(cfg: RunConfig, progress: bool = True) -> Session:
     if cfg.gpu and caffe_env.build_info().get("mode") == "CPU":
         raise caffe_env.CaffeNotFound(
             f"GPU={cfg.gpu} needs a CUDA build of Caffe, and {caffe_env.caffe_home()} is "
-            f"CPU-only: run 'make caffe' on a machine with nvcc and a GPU, or leave GPU empty")
+            f"CPU-only: build one with 'make caffe CUDA=1' (nvcc needed), or leave GPU empty")
     run_dir = prepare(cfg)
     return run_caffe(run_dir, cfg.gpu, data_dir=cfg.data_dir,
                      manifest_extra={"net": cfg.net, "schedule": cfg.schedule, "gpu": cfg.gpu},

@@ -80,6 +80,7 @@ def test_run_page_says_what_ran_and_links_the_ledger(tmp_path):
                       "command": ["caffe", "train", "-snapshot=x"]}]}))
     text = report.write_report(run_dir).read_text()
     assert "net `dri`, schedule `short`, device CPU" in text
+    assert "short BatchNorm averaging window (ledger T1, T7)" in text
     assert "| 2 | t1 | snapshots/dri_iter_300.solverstate | finished | 900 |" in text
     assert "| DRI<sub>1+2+3</sub> | 95.83 | 98.26 | 98.37 |" in text
     assert "![confusion](confusion.png)" in text and (run_dir / "confusion.png").is_file()
