@@ -3,6 +3,7 @@ the mean loads, key order is a seeded shuffle, reruns do nothing, interruptions 
 half-written (issue 4, items 5-6; input size from section 2.1)."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from dri_hep2 import paper
-from dri_hep2.data import build, lmdb_io, split, synthetic
+from dri_hep2.data import augment, build, i3a, lmdb_io, split, synthetic
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +56,6 @@ def test_caffe_data_layer_reads_each_lmdb_with_the_mean(caffe, data_dir, tmp_pat
 
 
 def test_manifest_counts_and_splits(data_dir, replica):
-    import json
     m = json.loads((data_dir / "manifest.json").read_text())
     counts = synthetic.class_counts(0.01)
     for c, n in enumerate(counts):
@@ -114,3 +114,40 @@ def test_interrupted_build_leaves_no_partial_lmdb(replica, tmp_path, monkeypatch
         build.build_dataset(replica, out, progress=False)
     leftovers = [p for p in out.rglob("*")] if out.exists() else []
     assert leftovers == [], leftovers
+
+
+@pytest.mark.parametrize("shape,label", [((76, 76), 0), ((76, 76), 5), ((3, 4, 5), 1),
+                                         ((1, 200, 300), 127), ((2, 2), -1)])
+def test_datum_encoding_is_protobufs_byte_for_byte(caffe, shape, label):
+    img = np.random.default_rng(label + 7).integers(0, 256, shape, dtype=np.uint8)
+    arr = img[None] if img.ndim == 2 else img
+    expected = caffe.proto.caffe_pb2.Datum(
+        channels=arr.shape[0], height=arr.shape[1], width=arr.shape[2], data=arr.tobytes(),
+        label=label).SerializeToString()
+    assert lmdb_io.encode_datum(img, label) == expected
+    pixels, got_label = lmdb_io.decode_datum(expected)
+    assert got_label == label and np.array_equal(pixels, arr)
+
+
+@pytest.mark.parametrize("shape", [(1, 76, 76), (3, 2, 5)])
+def test_mean_blob_is_protobufs_byte_for_byte(caffe, shape):
+    mean = np.random.default_rng(1).random(shape) * 255
+    blob = caffe.proto.caffe_pb2.BlobProto(num=1, channels=shape[0], height=shape[1],
+                                           width=shape[2])
+    blob.data.extend(mean.astype(np.float32).ravel().tolist())
+    assert lmdb_io.mean_blob(mean) == blob.SerializeToString()
+
+
+def test_lmdb_values_are_those_of_protobuf_datums_of_the_views(data_dir):
+    """The build frames views itself and writes in key order: each value is still the Datum of
+    its key's view (the cell's PNG, rotated and resized as cell_views does)."""
+    rows = (data_dir / "splits" / "val.csv").read_text().splitlines()[1:]
+    classes = {name.lower(): c for c, name in enumerate(paper.CLASSES)}
+    folder = Path(json.loads((data_dir / "manifest.json").read_text())["inputs"]["folder"])
+    entries = dict(lmdb_io.read_lmdb(data_dir / "lmdb" / "val"))
+    assert list(entries) == sorted(entries)
+    by_id = {key.decode().split("_", 1)[1]: value for key, value in entries.items()}
+    assert len(by_id) == len(rows)
+    for cell_id, cls in (row.split(",") for row in rows):
+        view = augment.cell_views(i3a.decode_png(folder / f"{cell_id}.png"))[0]
+        assert by_id[cell_id] == lmdb_io.encode_datum(view, classes[cls.lower()])

@@ -10,6 +10,7 @@ import csv
 import hashlib
 import io
 import json
+import mmap
 import os
 import shutil
 import time
@@ -17,6 +18,7 @@ from datetime import datetime, timezone
 from multiprocessing import get_context
 from pathlib import Path
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -28,6 +30,7 @@ MANIFEST = "manifest.json"
 _CHUNK = 64             # cells per worker task
 
 _images: list[np.ndarray] = []   # decoded cells, shared with forked workers
+_out: np.ndarray | None = None   # (views, 76, 76) of the split being built, shared likewise
 
 
 def build_dataset(i3a_dir: str | Path, data_dir: str | Path = "data", *,
@@ -36,7 +39,7 @@ def build_dataset(i3a_dir: str | Path, data_dir: str | Path = "data", *,
                   stretch: bool = False, workers: int | None = None, progress: bool = True,
                   force: bool = False) -> dict:
     """Build the data folder and return its manifest (the existing one if already up to date)."""
-    global _images
+    global _images, _out
     start = time.perf_counter()
     data_dir = Path(data_dir)
     workers = workers or os.cpu_count() or 1
@@ -62,7 +65,7 @@ def build_dataset(i3a_dir: str | Path, data_dir: str | Path = "data", *,
 
     # Decode every image before writing anything: bad PNGs stop the run here.
     records = dataset.records
-    with get_context("fork").Pool(workers) as pool:
+    with _pool(workers) as pool:
         decoded = []
         for part in tqdm(pool.imap(i3a.load_images, _chunks(records, _CHUNK * 4)),
                          total=-(-len(records) // (_CHUNK * 4)), desc="read cells",
@@ -85,8 +88,8 @@ def build_dataset(i3a_dir: str | Path, data_dir: str | Path = "data", *,
         shutil.rmtree(stale, ignore_errors=True)
     # The outputs are about to change: drop the manifest that certifies the old ones.
     (data_dir / MANIFEST).unlink(missing_ok=True)
-    # Datum size, and pycaffe imported before the workers fork so they need not import it.
-    value_size = len(lmdb_io.encode_datum(np.zeros((paper.INPUT_SIZE,) * 2, np.uint8), 0))
+    size = paper.INPUT_SIZE
+    value_size = len(lmdb_io.encode_datum(np.zeros((size, size), np.uint8), 0))
     summary, mean = {}, None
     with atomic.staged_path(data_dir / "lmdb", is_dir=True) as lmdb_tmp:
         for s, name in enumerate(split.SPLITS):
@@ -95,24 +98,33 @@ def build_dataset(i3a_dir: str | Path, data_dir: str | Path = "data", *,
                       for r in recs]
             names = [f"{r.id}_r{a:03d}" if name == "train" else r.id
                      for r, angs in zip(recs, angles) for a in angs]
-            keys = iter(lmdb_io.shuffled_keys(names, [seed, s]))
-            per_class = [0] * paper.NUM_CLASSES
-            total_sum = np.zeros((paper.INPUT_SIZE, paper.INPUT_SIZE), np.float64)
-            jobs = [([index[r.id] for r in part], [r.label for r in part],
+            labels = [r.label for r, angs in zip(recs, angles) for _ in angs]
+            keys = lmdb_io.shuffled_keys(names, [seed, s])
+            starts = np.cumsum([0] + [len(a) for a in angles]).tolist()
+            # Workers write their views straight into memory shared with this process (an
+            # anonymous shared mapping made before the fork) instead of pickling them back.
+            _out = np.frombuffer(mmap.mmap(-1, max(len(names), 1) * size * size), np.uint8,
+                                 len(names) * size * size).reshape(-1, size, size)
+            total_sum = np.zeros((size, size), np.float64)
+            jobs = [([index[r.id] for r in part], [r.label for r in part], starts[j * _CHUNK],
                      name == "train", steps, border, stretch)
-                    for part in _chunks(recs, _CHUNK)]
-
-            def entries(pool):
-                nonlocal total_sum
-                for values, labels, view_sum in pool.imap(_views, jobs):
-                    total_sum += view_sum
-                    for value, label in zip(values, labels):
-                        per_class[label] += 1
-                        yield next(keys), value
-            with get_context("fork").Pool(workers) as pool:
-                lmdb_io.write_lmdb(lmdb_tmp / name, entries(pool), count=len(names),
-                                   value_size=value_size,
-                                   desc=f"lmdb/{name}" if progress else None)
+                    for j, part in enumerate(_chunks(recs, _CHUNK))]
+            with _pool(workers) as pool:
+                for view_sum in tqdm(pool.imap_unordered(_views, jobs), total=len(jobs),
+                                     desc=f"augment {name}", unit=f"x{_CHUNK}",
+                                     disable=not progress):
+                    total_sum += view_sum     # integer-valued: exact in any order
+            # Written in key order (the order Caffe reads), so LMDB can append.
+            framing = [lmdb_io.datum_framing((1, size, size), c)
+                       for c in range(paper.NUM_CLASSES)]
+            order = sorted(range(len(names)), key=keys.__getitem__)
+            entries = ((keys[i], b"".join((framing[labels[i]][0], _out[i],
+                                           framing[labels[i]][1]))) for i in order)
+            lmdb_io.write_lmdb(lmdb_tmp / name, entries, count=len(names),
+                               value_size=value_size, append=True,
+                               desc=f"lmdb/{name}" if progress else None)
+            _out = None
+            per_class = [labels.count(c) for c in range(paper.NUM_CLASSES)]
             summary[name] = {"total": len(names), "per_class": per_class,
                              "cells": len(recs),
                              "cells_per_class": [sum(r.label == c for r in recs)
@@ -142,18 +154,31 @@ def build_dataset(i3a_dir: str | Path, data_dir: str | Path = "data", *,
     return manifest
 
 
-def _views(job) -> tuple[list[bytes], list[int], np.ndarray]:
-    """Worker: Datums of every view of some cells, their labels and the sum of the views."""
-    indices, labels, rotate, steps, border, stretch = job
-    values, out_labels = [], []
+def _views(job) -> np.ndarray:
+    """Worker: writes every view of some cells into `_out` from view `start` on and returns
+    their sum (for the mean)."""
+    indices, labels, start, rotate, steps, border, stretch = job
     total = np.zeros((paper.INPUT_SIZE, paper.INPUT_SIZE), np.float64)
     for k, label in zip(indices, labels):
         angles = augment.rotation_angles(label, steps) if rotate else None
         views = augment.cell_views(_images[k], angles, border=border, stretch=stretch)
+        _out[start:start + len(views)] = views
+        start += len(views)
         total += views.sum(axis=0, dtype=np.float64)
-        values.extend(lmdb_io.encode_datum(v, label) for v in views)
-        out_labels.extend([label] * len(views))
-    return values, out_labels, total
+    return total
+
+
+def _pool(workers: int):
+    """A fork Pool whose workers run OpenCV on one thread: each is one of `workers` processes,
+    and OpenCV's own threads on ~70x70 images oversubscribe the cores and cost more than they
+    save (measured ~30% more per view). Set in this process around the fork, since changing it
+    inside a forked child can hang on this process's OpenCV thread pool."""
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        return get_context("fork").Pool(workers)
+    finally:
+        cv2.setNumThreads(threads)
 
 
 def _chunks(items: list, size: int) -> list[list]:
