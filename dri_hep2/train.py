@@ -142,8 +142,13 @@ def sha256(path: Path) -> str | None:
 
 def git_commit() -> dict[str, object]:
     def git(*args: str) -> str:
-        out = subprocess.run(["git", *args], cwd=caffe_env.REPO_ROOT, capture_output=True,
-                             text=True)
+        # No git (a container) or no repository (a copied tree): the run is recorded without
+        # a commit rather than refused.
+        try:
+            out = subprocess.run(["git", *args], cwd=caffe_env.REPO_ROOT, capture_output=True,
+                                 text=True)
+        except FileNotFoundError:
+            return ""
         return out.stdout.strip() if out.returncode == 0 else ""
     return {"commit": git("rev-parse", "HEAD") or None,
             "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}

@@ -167,3 +167,9 @@ def test_real_dri_trains_and_evaluates(caffe, tiny_data_dir, tmp_path):
 def train_max_iter(solver: Path) -> int:
     return int(next(line.split(":")[1] for line in solver.read_text().splitlines()
                     if line.startswith("max_iter:")))
+
+
+def test_git_commit_without_git_on_path(monkeypatch):
+    """A container without git records the run with no commit instead of failing."""
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert train.git_commit() == {"commit": None, "dirty": False}
