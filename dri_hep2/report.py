@@ -144,9 +144,9 @@ def run_page(run_dir: Path) -> str:
              f"{' (with uncommitted changes)' if manifest['git'].get('dirty') else ''}, "
              f"Caffe {manifest['caffe'].get('version')} ({manifest['caffe'].get('mode')}, "
              f"build {manifest['caffe'].get('build_id')})",
-             f"- files: [solver](solver.prototxt), [train_val](train_val.prototxt), "
-             f"[deploy](deploy.prototxt), [log](train.log) ([csv](log.csv)), "
-             f"[manifest](run_manifest.json)", ""]
+             "- files: [solver](solver.prototxt), [train_val](train_val.prototxt), "
+             "[deploy](deploy.prototxt), [log](train.log) ([csv](log.csv)), "
+             "[manifest](run_manifest.json)", ""]
     if sessions:
         lines += ["| session | started | resumed from | outcome | last iteration |",
                   "|---|---|---|---|---|"]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dri_hep2 import caffe_env, evaluate, paper, report, train  # noqa: E402
+from dri_hep2 import cli, evaluate, paper, report, train  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -40,9 +40,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except (caffe_env.CaffeNotFound, train.RunMismatch, FileNotFoundError, RuntimeError,
-            ValueError) as exc:
-        # What the user can act on, without a Python traceback.
-        sys.exit(f"{Path(__file__).name}: {exc}")
+    cli.run(main)

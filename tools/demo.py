@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dri_hep2 import atomic, caffe_env, evaluate, paper, report, train  # noqa: E402
+from dri_hep2 import atomic, cli, evaluate, paper, report, train  # noqa: E402
 
 TOOLS = Path(__file__).resolve().parent
 
@@ -70,9 +70,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except (caffe_env.CaffeNotFound, train.RunMismatch, FileNotFoundError, RuntimeError,
-            ValueError) as exc:
-        # What the user can act on, without a Python traceback.
-        sys.exit(f"{Path(__file__).name}: {exc}")
+    cli.run(main)
