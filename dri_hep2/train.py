@@ -98,7 +98,8 @@ def build_run_files(cfg: RunConfig) -> dict[str, str]:
 
     data_dir = cfg.data_dir.resolve()
     val_size = lmdb_entries(data_dir / "lmdb" / "val")
-    train_val = build.train_val(cfg.net, data_dir=data_dir)
+    train_val = build.train_val(cfg.net, data_dir=data_dir, bn_moving_average=(
+        paper.SHORT_BN_MOVING_AVERAGE if cfg.schedule == "short" else None))
     deploy = build.deploy(cfg.net)
     solver_param = solver.solver(cfg.net, cfg.schedule, net_path=TRAIN_VAL,
                                  snapshot_prefix=f"{SNAPSHOT_DIR}/{cfg.net}", val_size=val_size)
@@ -109,10 +110,6 @@ def build_run_files(cfg: RunConfig) -> dict[str, str]:
     # iteration 0 gives NaN losses and accuracies of 1 (Accuracy counts NaN ties as hits):
     # skip it; it would also cost the demo a validation pass (ASSUMPTIONS.md T4).
     solver_param.test_initialization = False
-    if cfg.schedule == "short":
-        for layer in train_val.layer:
-            if layer.type == "BatchNorm":
-                layer.batch_norm_param.moving_average_fraction = paper.SHORT_BN_MOVING_AVERAGE
     return {SOLVER: str(solver_param), TRAIN_VAL: str(train_val), DEPLOY: str(deploy)}
 
 

@@ -102,10 +102,13 @@ def _data_layer(source: str, mean_file: str, batch_size: int, phase: int):
 
 def train_val(variant: str, data_dir: str = "data", batch_size: int = paper.BATCH_SIZE,
               test_batch_size: int = paper.TEST_BATCH_SIZE, shortcut: str = paper.SHORTCUT,
-              dri_2_3_1x1: int | None = None):
+              dri_2_3_1x1: int | None = None, bn_moving_average: float | None = None):
     """The training / validation net: LMDB Data layers `<data_dir>/lmdb/{train,val}` with the
     training mean subtracted and paper.INPUT_SCALE applied (N9), the three weighted losses,
-    and in TEST the top-1 accuracy of each branch and of the fused prediction."""
+    and in TEST the top-1 accuracy of each branch and of the fused prediction.
+
+    `bn_moving_average` sets every BatchNorm's moving_average_fraction (Caffe's default 0.999
+    when None); a short schedule needs a short window (ASSUMPTIONS.md T7)."""
     data_dir = str(data_dir).rstrip("/")
     mean_file = f"{data_dir}/lmdb/mean.binaryproto"
     ns = caffe.NetSpec()
@@ -124,6 +127,10 @@ def train_val(variant: str, data_dir: str = "data", batch_size: int = paper.BATC
     val_proto = caffe.NetSpec()
     val_proto.data, val_proto.label = val
     net.layer.insert(1, val_proto.to_proto().layer[0])
+    if bn_moving_average is not None:
+        for layer in net.layer:
+            if layer.type == "BatchNorm":
+                layer.batch_norm_param.moving_average_fraction = bn_moving_average
     net.name = variant
     return net
 
