@@ -134,7 +134,7 @@ def test_prepare_writes_this_runs_files_and_guards_a_resume(caffe, tiny_data_dir
         assert line in solver
     assert f'source: "{tiny_data_dir.resolve()}/lmdb/train"' in (run_dir / train.TRAIN_VAL).read_text()
     assert 'name: "prob"' in (run_dir / train.DEPLOY).read_text()
-    # T7: short runs keep BatchNorm statistics of the last ~20 iterations, paper runs Caffe's.
+    # T7: short runs keep BatchNorm statistics of the last ~5 iterations, paper runs Caffe's.
     fraction = f"moving_average_fraction: {paper.SHORT_BN_MOVING_AVERAGE}"
     assert (run_dir / train.TRAIN_VAL).read_text().count(fraction) > 30
     paper_files = train.build_run_files(train.RunConfig(net="dri", data_dir=tiny_data_dir))
