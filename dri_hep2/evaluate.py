@@ -11,10 +11,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import lmdb
 import numpy as np
 
 from . import atomic, caffe_env, metrics, paper, train
+from .data import lmdb_io
 
 EVAL_JSON = "eval.json"
 BRANCH_BLOBS = {1: "loss1/prob", 2: "loss2/prob", 3: "loss3/prob"}
@@ -40,13 +40,6 @@ class Transform:
         return x
 
 
-def read_blobproto(path: str | Path) -> np.ndarray:
-    caffe = caffe_env.import_caffe()
-    blob = caffe.proto.caffe_pb2.BlobProto()
-    blob.ParseFromString(Path(path).read_bytes())
-    return caffe.io.blobproto_to_array(blob)[0]
-
-
 def test_transform(train_val_path: str | Path, base_dir: str | Path = ".") -> Transform:
     """The transform of the TEST-phase Data layer of a train_val prototxt."""
     caffe = caffe_env.import_caffe()
@@ -59,7 +52,7 @@ def test_transform(train_val_path: str | Path, base_dir: str | Path = ".") -> Tr
             tp = layer.transform_param
             if tp.mean_file:
                 mean_path = Path(base_dir) / tp.mean_file  # absolute stays absolute
-                mean: np.ndarray | float = read_blobproto(mean_path)
+                mean: np.ndarray | float = lmdb_io.read_mean(mean_path)
             elif tp.mean_value:
                 mean = np.asarray(tp.mean_value, dtype=np.float32)[:, None, None]
             else:
@@ -71,20 +64,10 @@ def test_transform(train_val_path: str | Path, base_dir: str | Path = ".") -> Tr
 
 def read_lmdb(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """All (images N x C x H x W uint8, labels N) of a Datum LMDB, in key order."""
-    caffe = caffe_env.import_caffe()
-    images, labels = [], []
-    env = lmdb.open(str(path), readonly=True, lock=False)
-    try:
-        with env.begin() as txn:
-            for _, value in txn.cursor():
-                datum = caffe.proto.caffe_pb2.Datum()
-                datum.ParseFromString(value)
-                images.append(caffe.io.datum_to_array(datum))
-                labels.append(datum.label)
-    finally:
-        env.close()
-    if not images:
+    decoded = [lmdb_io.decode_datum(value) for _, value in lmdb_io.read_lmdb(path)]
+    if not decoded:
         raise ValueError(f"LMDB {path} is empty")
+    images, labels = zip(*decoded)
     return np.stack(images), np.asarray(labels, dtype=np.int64)
 
 
