@@ -6,13 +6,17 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
+
+from .errors import UserError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-class CaffeNotFound(RuntimeError):
+class CaffeNotFound(UserError):
     """Caffe is not built or not where the toolkit looks; the message says what to run."""
 
 
@@ -46,8 +50,8 @@ def build_info() -> dict[str, str]:
     return dict(line.split("=", 1) for line in stamp.read_text().splitlines() if "=" in line)
 
 
-def import_caffe(gpu: int | None = None, quiet: bool = True):
-    """Import pycaffe and select CPU, or the GPU with the given id.
+def pycaffe(quiet: bool = True):
+    """The pycaffe module, imported; Caffe's mode is left as it is (CPU unless `use_device`).
 
     `quiet` silences glog's INFO lines for the library calls; it only takes effect at the first
     import, when glog reads its flags from the environment. The variable is restored at once,
@@ -63,12 +67,68 @@ def import_caffe(gpu: int | None = None, quiet: bool = True):
     finally:
         if saved is None:
             os.environ.pop("GLOG_minloglevel", None)
-    if gpu is None:
-        caffe.set_mode_cpu()
-    else:
-        caffe.set_device(gpu)
-        caffe.set_mode_gpu()
     return caffe
+
+
+@dataclass(frozen=True)
+class Gpus:
+    """make's GPU=: empty for the CPU, a device id (`0`), a list (`0,1`) or `all`.
+
+    Parsed once, from the command line; `flag` is what `caffe train -gpu` takes, `first` the
+    device a pycaffe process (evaluation, prediction) uses.
+    """
+    ids: tuple[int, ...] = ()
+    all: bool = False
+
+    _PATTERN = re.compile(r"^(all|\d+(,\d+)*)$")
+
+    @classmethod
+    def parse(cls, text: str | None) -> "Gpus":
+        text = (text or "").strip()
+        if not text:
+            return cls()
+        if not cls._PATTERN.match(text):
+            raise UserError(f"GPU={text!r}: give a device id or list like 0 or 0,1 (or all); "
+                            "leave it empty for the CPU")
+        if text == "all":
+            return cls(all=True)
+        return cls(tuple(int(i) for i in text.split(",")))
+
+    def __bool__(self) -> bool:
+        return self.all or bool(self.ids)
+
+    def __str__(self) -> str:
+        return self.flag
+
+    @property
+    def flag(self) -> str:
+        return "all" if self.all else ",".join(map(str, self.ids))
+
+    @property
+    def first(self) -> int | None:
+        if self.all:
+            return 0
+        return self.ids[0] if self.ids else None
+
+
+def use_device(gpus: Gpus = Gpus()):
+    """pycaffe on the CPU, or on the first GPU of `gpus`; refused on a CPU-only build."""
+    caffe = pycaffe()
+    if gpus:
+        require_gpu_build(gpus)
+        caffe.set_device(gpus.first)
+        caffe.set_mode_gpu()
+    else:
+        caffe.set_mode_cpu()
+    return caffe
+
+
+def require_gpu_build(gpus: Gpus) -> None:
+    """Refuse GPU= before Caffe starts when the build cannot use a GPU."""
+    if gpus and build_info().get("mode") == "CPU":
+        raise CaffeNotFound(
+            f"GPU={gpus} needs a CUDA build of Caffe, and {caffe_home()} is CPU-only: build "
+            f"one with 'make caffe CUDA=1' (docs/gpu.md), or leave GPU empty")
 
 
 def caffe_version() -> str:

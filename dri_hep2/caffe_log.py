@@ -10,8 +10,9 @@ solver.cpp / sgd_solver.cpp:
     Iteration 100, Testing net (#0)
         Test net output #1: loss1/top-1 = 0.61
 
-A rerun that resumes from a snapshot appends to the same log and repeats the iterations after
-that snapshot; the repeated ones replace the first ones, so the parse is of the run as kept.
+A rerun appends to the same log and repeats iterations: those after its snapshot when it
+resumes, all of them when it starts over without one; the repeated ones replace the first
+ones, so the parse is of the run as kept.
 """
 from __future__ import annotations
 
@@ -89,19 +90,23 @@ def parse_lines(lines: Iterable[str]) -> TrainingLog:
     # the loss line, the test outputs the "Testing net" line.
     train_iter: int | None = None
     test_iter: int | None = None
-    resuming = False
+    # Each `caffe train` session starts with "Solving <net>" (after "Resuming from <state>"
+    # when it resumes). Its first row replaces whatever earlier sessions logged from that
+    # iteration on: a resumed session recomputes the iterations after its snapshot, and a
+    # session restarted without a snapshot recomputes them all.
+    new_session = False
+    resumed = False
     # The first speed of a session spans the start-up and the first validation: not a rate.
     first_display = True
 
     def row(it: int) -> dict[str, float]:
-        nonlocal resuming
-        if resuming:
-            # First iteration after a resume: drop what the interrupted session logged from
-            # here on; this session recomputes it.
+        nonlocal new_session, resumed
+        if new_session:
             for later in [i for i in log.rows if i >= it]:
                 del log.rows[later]
-            log.resumed_at.append(it)
-            resuming = False
+            if resumed:
+                log.resumed_at.append(it)
+            new_session = resumed = False
         return log.rows.setdefault(it, {})
 
     for line in lines:
@@ -125,9 +130,10 @@ def parse_lines(lines: Iterable[str]) -> TrainingLog:
             train_iter = None  # the closing "Iteration N, loss = " line has no outputs after it
             row(int(m.group(1)))[LOSS] = float(m.group(2))
         elif SOLVING.search(line):
-            first_display = True
+            first_display = new_session = True
+            train_iter = test_iter = None
         elif RESUMING.search(line):
-            resuming = True
+            resumed = True
             train_iter = test_iter = None
     return log
 

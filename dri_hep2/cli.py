@@ -1,21 +1,44 @@
-"""What every experiment entry point in tools/ shares: user errors end with one line, no
-traceback, and a non-zero exit."""
+"""What every entry point in tools/ shares: one way to end on a user error, one parser of GPU=.
+
+A tool is `main(argv) -> int` plus `cli.entry(main)` under `__main__`. A `UserError` ends the
+tool with one line on stderr (`<tool>: error: <what is wrong and what to run>`) and exit
+status 2, as argparse does for a bad option; any other exception is a bug and keeps its
+traceback.
+"""
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
-from typing import Callable, NoReturn
+from typing import Callable, NoReturn, Sequence
 
-from . import caffe_env, train
+from .caffe_env import Gpus
+from .errors import UserError
 
-# Errors a user can act on (a missing build, a run folder made with other settings, a missing
-# file, a refused argument): their message is the whole story.
-USER_ERRORS = (caffe_env.CaffeNotFound, train.RunMismatch, FileNotFoundError, RuntimeError,
-               ValueError)
+USER_ERROR = 2      # argparse's own status for a bad command line
 
 
-def run(main: Callable[[], int]) -> NoReturn:
+def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
+    """Call `main(argv)`; a UserError becomes one line on stderr and USER_ERROR."""
     try:
-        sys.exit(main())
-    except USER_ERRORS as exc:
-        sys.exit(f"{Path(sys.argv[0]).name}: {exc}")
+        return main(argv)
+    except UserError as exc:
+        print(f"{Path(sys.argv[0]).name}: error: {exc}", file=sys.stderr)
+        return USER_ERROR
+
+
+def entry(main: Callable[[Sequence[str] | None], int]) -> NoReturn:
+    sys.exit(run(main))
+
+
+def gpu_arg(text: str) -> Gpus:
+    """argparse type of --gpu: '' (CPU), '0', '0,1' or 'all'."""
+    try:
+        return Gpus.parse(text)
+    except UserError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_gpu(ap: argparse.ArgumentParser, help: str = "empty: CPU; 0 or 0,1: Caffe's -gpu "
+            "list (a pycaffe tool uses the first)") -> None:
+    ap.add_argument("--gpu", type=gpu_arg, default=Gpus(), help=help)

@@ -13,10 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from . import atomic, caffe_env, metrics, paper, train
+from . import atomic, caffe_env, metrics, paper
+from .caffe_env import Gpus
 from .data import lmdb_io
+from .data.folder import DataFolder
+from .errors import UserError
+from .net import proto
+from .run import RunDir, snapshot_iteration
 
-EVAL_JSON = "eval.json"
 BRANCH_BLOBS = {1: "loss1/prob", 2: "loss2/prob", 3: "loss3/prob"}
 FUSED_BLOB = "prob"
 # The deploy net's Eltwise SUM must equal the sum of the branch softmaxes up to float32
@@ -42,13 +46,8 @@ class Transform:
 
 def test_transform(train_val_path: str | Path, base_dir: str | Path = ".") -> Transform:
     """The transform of the TEST-phase Data layer of a train_val prototxt."""
-    caffe = caffe_env.import_caffe()
-    from google.protobuf import text_format
-
-    net = caffe.proto.caffe_pb2.NetParameter()
-    text_format.Merge(Path(train_val_path).read_text(), net)
-    for layer in net.layer:
-        if layer.type == "Data" and any(r.phase == caffe.TEST for r in layer.include):
+    for layer in proto.read(train_val_path).layer:
+        if layer.type == "Data" and any(r.phase == proto.caffe.TEST for r in layer.include):
             tp = layer.transform_param
             if tp.mean_file:
                 mean_path = Path(base_dir) / tp.mean_file  # absolute stays absolute
@@ -59,14 +58,15 @@ def test_transform(train_val_path: str | Path, base_dir: str | Path = ".") -> Tr
                 mean = 0.0
             return Transform(mean=mean, scale=tp.scale if tp.HasField("scale") else 1.0,
                              crop_size=tp.crop_size)
-    raise ValueError(f"{train_val_path} has no TEST-phase Data layer")
+    raise UserError(f"{train_val_path} has no TEST-phase Data layer to take the input "
+                    "transform from")
 
 
 def read_lmdb(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """All (images N x C x H x W uint8, labels N) of a Datum LMDB, in key order."""
     decoded = [lmdb_io.decode_datum(value) for _, value in lmdb_io.read_lmdb(path)]
     if not decoded:
-        raise ValueError(f"LMDB {path} is empty")
+        raise UserError(f"LMDB {path} is empty")
     images, labels = zip(*decoded)
     return np.stack(images), np.asarray(labels, dtype=np.int64)
 
@@ -92,35 +92,31 @@ def branch_probabilities(net, images: np.ndarray, transform: Transform,
 
 
 def evaluate(run_dir: str | Path, data_dir: str | Path = "data", weights: str | Path | None = None,
-             split: str = "test", gpu: int | None = None, batch_size: int = 64) -> dict:
+             split: str = "test", gpus: Gpus = Gpus(), batch_size: int = 64) -> dict:
     """`make eval`: eval.json of RUN_DIR (newest snapshot unless `weights`) on DATA_DIR's split.
 
     Top level: the full fusion DRI_{1+2+3} (the paper's prediction): `mca`, `aca`, `per_class`,
     `confusion`; `combos` holds each Table 3(b) combination, `branches` each branch alone.
     """
-    run_dir, data_dir = Path(run_dir), Path(data_dir)
-    weights = Path(weights) if weights else train.newest(run_dir, "caffemodel")
-    if weights is None:
-        raise FileNotFoundError(f"no snapshot in {run_dir / train.SNAPSHOT_DIR}: run "
-                                f"'make train' first or give WEIGHTS=")
-    caffe = caffe_env.import_caffe(gpu)
-    net = caffe.Net(str(run_dir / train.DEPLOY), 1, weights=str(weights))
-    transform = test_transform(run_dir / train.TRAIN_VAL, base_dir=run_dir)
-    images, labels = read_lmdb(data_dir / "lmdb" / split)
+    run = RunDir(run_dir).require(RunDir.DEPLOY, RunDir.TRAIN_VAL)
+    data = DataFolder(data_dir).require(split, mean=False)
+    weights = run.weights(weights)
+    caffe = caffe_env.use_device(gpus)
+    net = caffe.Net(str(run.deploy), caffe.TEST, weights=str(weights))
+    transform = test_transform(run.train_val, base_dir=run.path)
+    images, labels = read_lmdb(data.lmdb(split))
     probs, max_diff = branch_probabilities(net, images, transform, batch_size)
     if max_diff > FUSED_TOLERANCE:
         raise AssertionError(f"deploy blob {FUSED_BLOB!r} differs from the sum of the branch "
                              f"probabilities by {max_diff:g}")
     combos = metrics.evaluate_combos(labels, probs)
     full = metrics.FULL_COMBO if metrics.FULL_COMBO in combos else list(combos)[-1]
-    manifest = json.loads((run_dir / train.MANIFEST).read_text()) \
-        if (run_dir / train.MANIFEST).is_file() else {}
     result = {
-        "net": manifest.get("net", run_dir.name),
+        "net": run.read_manifest().get("net", run.name),
         "weights": str(weights),
-        "iteration": train.snapshot_iteration(weights) if "_iter_" in weights.name else None,
+        "iteration": snapshot_iteration(weights) if "_iter_" in weights.name else None,
         "split": split,
-        "data_dir": str(data_dir.resolve()),
+        "data_dir": str(data.path.resolve()),
         "n": int(len(labels)),
         "classes": list(paper.CLASSES),
         "combo": full,
@@ -133,5 +129,5 @@ def evaluate(run_dir: str | Path, data_dir: str | Path = "data", weights: str | 
         "paper": {"table3b_mca": paper.TABLE3B_MCA,
                   "table4": {m: {"mca": v[0], "aca": v[1]} for m, v in paper.TABLE4.items()}},
     }
-    atomic.write_text(run_dir / EVAL_JSON, json.dumps(result, indent=2) + "\n")
+    atomic.write_text(run.eval_json, json.dumps(result, indent=2) + "\n")
     return result

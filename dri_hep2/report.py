@@ -15,14 +15,15 @@ import numpy as np  # noqa: E402
 
 from . import atomic, caffe_env, caffe_log, paper  # noqa: E402
 from .metrics import COMBOS, FULL_COMBO  # noqa: E402
+from .run import RunDir  # noqa: E402
 
-EVAL_JSON = "eval.json"
-EVAL_MD = "eval.md"
-CONFUSION_PNG = "confusion.png"
-CURVES_PNG = "curves.png"
-RUN_PAGE = "README.md"
 ABLATION_PAGE = "ablation.md"
 ASSUMPTIONS = caffe_env.REPO_ROOT / "ASSUMPTIONS.md"
+
+
+def title(net: str | None) -> str:
+    """A variant as Table 3(a) prints it; other names as they are."""
+    return paper.VARIANTS[net].title if net in paper.VARIANTS else str(net)
 
 
 def _pct(value: float | None) -> str:
@@ -90,7 +91,7 @@ def plot_confusion(confusion: np.ndarray, path: str | Path, title: str = "") -> 
 
 def eval_markdown(result: Mapping) -> str:
     """eval.md: Table 3(b) and Table 4 beside the paper, per-class rates, confusion."""
-    lines = [f"# Evaluation: {paper.VARIANT_TITLES.get(result.get('net'), result.get('net'))}",
+    lines = [f"# Evaluation: {title(result.get('net'))}",
              "",
              f"Weights `{result.get('weights')}`, {result['n']} cells of the "
              f"`{result.get('split', 'test')}` split. Rates in %.",
@@ -108,8 +109,7 @@ def eval_markdown(result: Mapping) -> str:
     lines += ["", "## Beside Table 4", "", "| method | MCA | ACA |", "|---|---|---|"]
     for method, (m, a) in paper.TABLE4.items():
         lines.append(f"| {method} (paper) | {_paper(m)} | {_paper(a)} |")
-    title = paper.VARIANT_TITLES.get(result.get("net"), str(result.get("net")))
-    lines.append(f"| **{title} (this run)** | **{_pct(result['mca'])}** | "
+    lines.append(f"| **{title(result.get('net'))} (this run)** | **{_pct(result['mca'])}** | "
                  f"**{_pct(result['aca'])}** |")
     lines += ["", f"## Per class (DRI<sub>{result.get('combo', FULL_COMBO)}</sub>)", "",
               "| class | " + " | ".join(paper.CLASS_ABBREV) + " |",
@@ -127,14 +127,12 @@ def _link(target: Path, page_dir: Path) -> str:
     return os.path.relpath(target.resolve(), page_dir.resolve())
 
 
-def run_page(run_dir: Path) -> str:
+def run_page(run: RunDir) -> str:
     """The run's README.md in model-zoo style: what ran, results, plots, paper differences."""
-    run_dir = Path(run_dir)
-    manifest = json.loads((run_dir / "run_manifest.json").read_text())
+    manifest = run.require(RunDir.MANIFEST).read_manifest()
     sessions = manifest.get("sessions", [])
-    net = manifest.get("net", run_dir.name)
-    title = paper.VARIANT_TITLES.get(net, net)
-    lines = [f"# {title} on HEp-2 cells: run `{run_dir.name}`", "",
+    net = manifest.get("net", run.name)
+    lines = [f"# {title(net)} on HEp-2 cells: run `{run.name}`", "",
              f"Reproduction of {paper.CITATION}", "", "## What was run", "",
              f"- net `{net}`, schedule `{manifest.get('schedule')}`, "
              f"device {'GPU ' + manifest['gpu'] if manifest.get('gpu') else 'CPU'}",
@@ -144,9 +142,9 @@ def run_page(run_dir: Path) -> str:
              f"{' (with uncommitted changes)' if manifest['git'].get('dirty') else ''}, "
              f"Caffe {manifest['caffe'].get('version')} ({manifest['caffe'].get('mode')}, "
              f"build {manifest['caffe'].get('build_id')})",
-             "- files: [solver](solver.prototxt), [train_val](train_val.prototxt), "
-             "[deploy](deploy.prototxt), [log](train.log) ([csv](log.csv)), "
-             "[manifest](run_manifest.json)", ""]
+             f"- files: [solver]({RunDir.SOLVER}), [train_val]({RunDir.TRAIN_VAL}), "
+             f"[deploy]({RunDir.DEPLOY}), [log]({RunDir.LOG}) ([csv]({RunDir.LOG_CSV})), "
+             f"[manifest]({RunDir.MANIFEST})", ""]
     if sessions:
         lines += ["| session | started | resumed from | outcome | last iteration |",
                   "|---|---|---|---|---|"]
@@ -154,22 +152,21 @@ def run_page(run_dir: Path) -> str:
             lines.append(f"| {i} | {s.get('started')} | {s.get('resumed_from') or '-'} | "
                          f"{s.get('outcome')} | {s.get('last_iteration')} |")
         lines += ["", "Command: `" + " ".join(sessions[-1].get("command", [])) + "` "
-                  f"(in `{run_dir}`)", ""]
-    log_csv = run_dir / "log.csv"
-    if log_csv.is_file():
-        log = caffe_log.parse_file(run_dir / "train.log")
+                  f"(in `{run.path}`)", ""]
+    if run.log_csv.is_file():
+        log = caffe_log.parse_file(run.log)
         _, spi = log.series(caffe_log.SEC_PER_ITER)
         if spi:
             lines += [f"Training speed: median {1000 * float(np.median(spi)):.0f} ms per "
                       f"iteration over {len(spi)} display intervals (validation passes "
                       f"included).", ""]
-    if (run_dir / EVAL_MD).is_file():
-        body = (run_dir / EVAL_MD).read_text().split("\n", 1)[1]
+    if run.eval_md.is_file():
+        body = run.eval_md.read_text().split("\n", 1)[1]
         lines += ["## Results", body.replace("\n## ", "\n### "),
-                  f"![confusion]({CONFUSION_PNG})", ""]
+                  f"![confusion]({RunDir.CONFUSION})", ""]
     else:
         lines += ["## Results", "", "Not evaluated yet: run `make eval`.", ""]
-    lines += ["## Training curves", "", f"![curves]({CURVES_PNG})", "",
+    lines += ["## Training curves", "", f"![curves]({RunDir.CURVES})", "",
               "## Differences from the paper", "",
               "- Data: the paper's numbers are on I3A (13,596 cells); on the synthetic "
               "replica the numbers measure the toolkit, not the paper's claim.",
@@ -180,24 +177,29 @@ def run_page(run_dir: Path) -> str:
                "paper leaves open (ledger N7, N8, N14)."),
               "- Every choice the paper leaves open (Fig. 1 and Fig. 2 are lost, solver "
               f"details unstated) is a row of the [assumptions ledger]"
-              f"({_link(ASSUMPTIONS, run_dir)}).", ""]
+              f"({_link(ASSUMPTIONS, run.path)}).", ""]
     return "\n".join(lines)
 
 
-def write_report(run_dir: str | Path) -> Path:
-    """eval.md, confusion.png (if evaluated), curves.png and README.md of one run."""
-    run_dir = Path(run_dir)
-    if (run_dir / EVAL_JSON).is_file():
-        result = json.loads((run_dir / EVAL_JSON).read_text())
-        atomic.write_text(run_dir / EVAL_MD, eval_markdown(result))
-        plot_confusion(np.array(result["confusion"]), run_dir / CONFUSION_PNG,
-                       f"DRI{result.get('combo', FULL_COMBO)}: MCA {_pct(result['mca'])} %")
-    if (run_dir / "train.log").is_file():
-        log = caffe_log.parse_file(run_dir / "train.log")
-        caffe_log.write_csv(log, run_dir / "log.csv")
+def write_log_outputs(run: RunDir) -> None:
+    """log.csv and curves.png of the run's train.log (after every training session)."""
+    if run.log.is_file():
+        log = caffe_log.parse_file(run.log)
+        caffe_log.write_csv(log, run.log_csv)
         if log.rows:
-            plot_curves(log, run_dir / CURVES_PNG)
-    return atomic.write_text(run_dir / RUN_PAGE, run_page(run_dir))
+            plot_curves(log, run.curves)
+
+
+def write_report(run_dir: str | Path | RunDir) -> Path:
+    """eval.md, confusion.png (if evaluated), log.csv, curves.png and README.md of one run."""
+    run = RunDir(run_dir)
+    if run.eval_json.is_file():
+        result = json.loads(run.eval_json.read_text())
+        atomic.write_text(run.eval_md, eval_markdown(result))
+        plot_confusion(np.array(result["confusion"]), run.confusion,
+                       f"DRI{result.get('combo', FULL_COMBO)}: MCA {_pct(result['mca'])} %")
+    write_log_outputs(run)
+    return atomic.write_text(run.page, run_page(run))
 
 
 def ablation_page(evals: Mapping[str, Mapping], page_dir: Path,
@@ -207,13 +209,13 @@ def ablation_page(evals: Mapping[str, Mapping], page_dir: Path,
              f"Each variant trained with schedule `{schedule}` and evaluated on the test split "
              "with the sum of its classifier branches. Rates in %.", "",
              "| variant | MCA (ours) | ACA (ours) | MCA (paper) | run |", "|---|---|---|---|---|"]
-    for variant, paper_mca in paper.TABLE3A_MCA.items():
+    for variant, row in paper.VARIANTS.items():
         result = evals.get(variant)
-        run = (f"[{variant}]({_link(Path(run_dirs[variant]) / RUN_PAGE, page_dir)})"
+        run = (f"[{variant}]({_link(RunDir(run_dirs[variant]).page, page_dir)})"
                if run_dirs and variant in run_dirs else "-")
-        lines.append(f"| {paper.VARIANT_TITLES[variant]} | "
+        lines.append(f"| {row.title} | "
                      f"{_pct(result['mca']) if result else 'not run'} | "
-                     f"{_pct(result['aca']) if result else '-'} | {paper_mca:.2f} | {run} |")
+                     f"{_pct(result['aca']) if result else '-'} | {row.table3a_mca:.2f} | {run} |")
     lines += ["", "The paper's ordering: Shallow Inception < SRI < Inception < DRI. "
               f"Differences from the paper: [assumptions ledger]"
               f"({_link(ASSUMPTIONS, page_dir)}).", ""]
@@ -222,6 +224,6 @@ def ablation_page(evals: Mapping[str, Mapping], page_dir: Path,
 
 def write_ablation(run_dirs: Mapping[str, Path], path: str | Path, schedule: str = "") -> Path:
     path = Path(path)
-    evals = {v: json.loads((Path(d) / EVAL_JSON).read_text()) for v, d in run_dirs.items()
-             if (Path(d) / EVAL_JSON).is_file()}
+    evals = {v: json.loads(RunDir(d).eval_json.read_text()) for v, d in run_dirs.items()
+             if RunDir(d).eval_json.is_file()}
     return atomic.write_text(path, ablation_page(evals, path.parent, run_dirs, schedule))

@@ -1,47 +1,33 @@
-"""Train one variant with Caffe's own `caffe train` CLI into a run folder (RUN_DIR).
+"""Train one variant with Caffe's own `caffe train` CLI into a run folder (dri_hep2.run).
 
-A run folder holds what was run and what came out of it (docs/design.md, "Runs"):
-`solver.prototxt`, `train_val.prototxt`, `deploy.prototxt` (written here through the nets
-engineer's builders, with this run's data and snapshot paths), `snapshots/`, `train.log` (the
-full glog output, appended by every session), `run_manifest.json`, and after each session
-`log.csv` and `curves.png`.
-
-Caffe runs with the run folder as its working directory, so the solver's paths
-(`train_val.prototxt`, `snapshots/<net>`) and the `.solverstate` files stay valid if the folder
-is moved; only the data paths inside `train_val.prototxt` are absolute.
+`prepare` writes the run's solver, train_val and deploy prototxts through the net builders,
+with this run's data and snapshot paths; `run_caffe` runs (or resumes) `caffe train` inside
+the run folder, follows its log with a progress bar, and records each session in the run
+manifest. docs/training.md describes the run folder.
 """
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 import os
-import re
 import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import lmdb
+from tqdm import tqdm
 
-from . import atomic, caffe_env, caffe_log, paper
-
-SNAPSHOT_DIR = "snapshots"
-SOLVER = "solver.prototxt"
-TRAIN_VAL = "train_val.prototxt"
-DEPLOY = "deploy.prototxt"
-LOG = "train.log"
-MANIFEST = "run_manifest.json"
-LOG_CSV = "log.csv"
-CURVES = "curves.png"
-SCHEDULES = ("paper", "short")
-_GPU_LIST = re.compile(r"^(all|\d+(,\d+)*)$")
-_ITER_OF = re.compile(r"_iter_(\d+)\.(solverstate|caffemodel)$")
+from . import atomic, caffe_env, caffe_log, report, schedules
+from .caffe_env import Gpus
+from .data import lmdb_io
+from .data.folder import DataFolder
+from .errors import UserError
+from .net import build, proto, solver
+from .run import RunDir, snapshot_iteration
 
 
-class RunMismatch(RuntimeError):
-    """The run folder holds snapshots of a different net, solver or data set."""
+class TrainingFailed(UserError):
+    """`caffe train` exited with an error; the message ends with the tail of its log."""
 
 
 @dataclass(frozen=True)
@@ -51,15 +37,20 @@ class RunConfig:
     schedule: str = "paper"
     data_dir: Path = Path("data")
     run_dir: Path | None = None     # default results/<net>
-    gpu: str = ""                   # "" = CPU; "0" or "0,1" = Caffe's -gpu list
+    gpus: Gpus = Gpus()             # empty: CPU
 
     def __post_init__(self):
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule {self.schedule!r}: choose one of {SCHEDULES}")
-        if self.gpu and not _GPU_LIST.match(self.gpu):
-            raise ValueError(f"GPU={self.gpu!r}: give a device id or list like 0 or 0,1")
+        schedules.get(self.schedule)
         object.__setattr__(self, "data_dir", Path(self.data_dir))
         object.__setattr__(self, "run_dir", Path(self.run_dir or Path("results") / self.net))
+
+    @property
+    def run(self) -> RunDir:
+        return RunDir(self.run_dir)
+
+    @property
+    def data(self) -> DataFolder:
+        return DataFolder(self.data_dir)
 
 
 @dataclass
@@ -71,38 +62,16 @@ class Session:
     command: list[str] = field(default_factory=list)
 
 
-def snapshot_iteration(path: Path) -> int:
-    m = _ITER_OF.search(path.name)
-    if not m:
-        raise ValueError(f"{path} is not a Caffe snapshot (<prefix>_iter_<N>.<ext>)")
-    return int(m.group(1))
-
-
-def newest(run_dir: Path, suffix: str) -> Path | None:
-    """The snapshot with the highest iteration (`.solverstate` or `.caffemodel`)."""
-    found = [p for p in (Path(run_dir) / SNAPSHOT_DIR).glob(f"*_iter_*.{suffix}")]
-    return max(found, key=snapshot_iteration) if found else None
-
-
-def lmdb_entries(path: Path) -> int:
-    env = lmdb.open(str(path), readonly=True, lock=False)
-    try:
-        return env.stat()["entries"]
-    finally:
-        env.close()
-
-
 def build_run_files(cfg: RunConfig) -> dict[str, str]:
-    """The three prototxts of this run, as text, from the nets engineer's builders."""
-    from .net import build, solver
-
-    data_dir = cfg.data_dir.resolve()
-    val_size = lmdb_entries(data_dir / "lmdb" / "val")
-    train_val = build.train_val(cfg.net, data_dir=data_dir, bn_moving_average=(
-        paper.SHORT_BN_MOVING_AVERAGE if cfg.schedule == "short" else None))
-    deploy = build.deploy(cfg.net)
-    solver_param = solver.solver(cfg.net, cfg.schedule, net_path=TRAIN_VAL,
-                                 snapshot_prefix=f"{SNAPSHOT_DIR}/{cfg.net}", val_size=val_size)
+    """The three prototxts of this run, as text, from the net builders."""
+    data = cfg.data.resolve().require("train", "val")
+    schedule = schedules.get(cfg.schedule)
+    run = cfg.run
+    train_val = build.train_val(cfg.net, data_dir=data.path,
+                                bn_moving_average=schedule.bn_moving_average)
+    solver_param = solver.solver(cfg.net, cfg.schedule, net_path=RunDir.TRAIN_VAL,
+                                 snapshot_prefix=run.snapshot_prefix(cfg.net),
+                                 val_size=lmdb_io.lmdb_entries(data.lmdb("val")))
     # The CLI's -gpu flag alone picks the device: with solver_mode GPU in the file, Caffe
     # would take GPU 0 even when GPU= is empty (caffe.cpp, train()).
     solver_param.solver_mode = solver_param.CPU
@@ -110,119 +79,93 @@ def build_run_files(cfg: RunConfig) -> dict[str, str]:
     # iteration 0 gives NaN losses and accuracies of 1 (Accuracy counts NaN ties as hits):
     # skip it; it would also cost the demo a validation pass (ASSUMPTIONS.md T4).
     solver_param.test_initialization = False
-    return {SOLVER: str(solver_param), TRAIN_VAL: str(train_val), DEPLOY: str(deploy)}
+    return {RunDir.SOLVER: proto.to_text(solver_param),
+            RunDir.TRAIN_VAL: proto.to_text(train_val),
+            RunDir.DEPLOY: proto.to_text(build.deploy(cfg.net))}
 
 
-def prepare(cfg: RunConfig) -> Path:
+def prepare(cfg: RunConfig) -> RunDir:
     """Write the run's prototxts; on a rerun with snapshots, check they are unchanged."""
-    run_dir = cfg.run_dir
+    run = cfg.run
     files = build_run_files(cfg)
-    if newest(run_dir, "solverstate") is not None:
-        changed = [name for name, text in files.items()
-                   if not (run_dir / name).is_file() or (run_dir / name).read_text() != text]
-        if changed:
-            raise RunMismatch(
-                f"{run_dir} holds snapshots of another configuration ({', '.join(changed)} "
-                f"would change): use a new RUN_DIR, or delete {run_dir / SNAPSHOT_DIR} to "
-                f"start over")
+    if run.newest("solverstate") is not None:
+        run.check_unchanged(files)
     for name, text in files.items():
-        atomic.write_text(run_dir / name, text)
-    (run_dir / SNAPSHOT_DIR).mkdir(parents=True, exist_ok=True)
-    return run_dir
-
-
-def sha256(path: Path) -> str | None:
-    if not path.is_file():
-        return None
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def git_commit() -> dict[str, object]:
-    def git(*args: str) -> str:
-        # No git (a container) or no repository (a copied tree): the run is recorded without
-        # a commit rather than refused.
-        try:
-            out = subprocess.run(["git", *args], cwd=caffe_env.REPO_ROOT, capture_output=True,
-                                 text=True)
-        except FileNotFoundError:
-            return ""
-        return out.stdout.strip() if out.returncode == 0 else ""
-    return {"commit": git("rev-parse", "HEAD") or None,
-            "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
-
-
-def _solver_field(solver_text: str, name: str) -> str | None:
-    m = re.search(rf"^{name}: *\"?([^\"\n]+)\"?", solver_text, re.MULTILINE)
-    return m.group(1) if m else None
-
-
-def write_manifest(run_dir: Path, data_dir: Path | None, sessions: list[dict],
-                   extra: dict) -> Path:
-    """run_manifest.json: code, Caffe build, input hashes and every session's command."""
-    data_manifest = data_dir / "manifest.json" if data_dir else None
-    manifest = {
-        **extra,
-        "git": git_commit(),
-        "caffe": caffe_env.build_info(),
-        "sha256": {
-            SOLVER: sha256(run_dir / SOLVER),
-            TRAIN_VAL: sha256(run_dir / TRAIN_VAL),
-            DEPLOY: sha256(run_dir / DEPLOY),
-            "data manifest.json": sha256(data_manifest) if data_manifest else None,
-        },
-        "data_dir": str(data_dir.resolve()) if data_dir else None,
-        "sessions": sessions,
-    }
-    return atomic.write_text(run_dir / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+        atomic.write_text(run / name, text)
+    run.snapshots.mkdir(parents=True, exist_ok=True)
+    return run
 
 
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def run_caffe(run_dir: Path, gpu: str = "", data_dir: Path | None = None,
-              manifest_extra: dict | None = None, progress: bool = True) -> Session:
-    """Run `caffe train` on RUN_DIR/solver.prototxt, resuming from the newest .solverstate.
+def _max_iter(run: RunDir) -> int:
+    return proto.read(run.require(RunDir.SOLVER).solver, proto.caffe_pb2.SolverParameter).max_iter
 
-    The glog output is appended to RUN_DIR/train.log; a tqdm bar follows the iterations.
-    Ctrl-C (SIGINT) reaches Caffe, whose default `-sigint_effect stop` ends the solve and,
-    with `snapshot_after_train` (default true), snapshots the current iteration first; this
-    process waits for that snapshot before it returns with outcome `interrupted`.
-    """
-    from tqdm import tqdm
 
-    run_dir = Path(run_dir)
-    data_dir = Path(data_dir) if data_dir else None
-    solver_text = (run_dir / SOLVER).read_text()
-    max_iter = int(_solver_field(solver_text, "max_iter") or 0)
-    state = newest(run_dir, "solverstate")
-    command = [str(caffe_env.caffe_binary()), "train", f"-solver={SOLVER}",
+def _command(run: RunDir, state: Path | None, gpus: Gpus) -> list[str]:
+    command = [str(caffe_env.caffe_binary()), "train", f"-solver={RunDir.SOLVER}",
                "-sigint_effect=stop"]
     if state is not None:
-        command.append(f"-snapshot={state.relative_to(run_dir)}")
-    if gpu:
-        command.append(f"-gpu={gpu}")
-    session = Session(resumed_from=str(state.relative_to(run_dir)) if state else None,
-                      command=command)
-    if state is not None and snapshot_iteration(state) >= max_iter:
+        command.append(f"-snapshot={state.relative_to(run.path)}")
+    if gpus:
+        command.append(f"-gpu={gpus.flag}")
+    return command
+
+
+def run_caffe(run: RunDir | str | Path, gpus: Gpus = Gpus(), data: DataFolder | None = None,
+              manifest_extra: dict | None = None, progress: bool = True) -> Session:
+    """Run `caffe train` on the run's solver, resuming from the newest .solverstate.
+
+    The glog output is appended to train.log; a tqdm bar follows the iterations. Ctrl-C
+    (SIGINT) reaches Caffe, whose default `-sigint_effect stop` ends the solve and, with
+    `snapshot_after_train` (default true), snapshots the current iteration first; this process
+    waits for that snapshot before it returns with outcome `interrupted`.
+    """
+    run = RunDir(run)
+    max_iter = _max_iter(run)
+    state = run.newest("solverstate")
+    session = Session(resumed_from=str(state.relative_to(run.path)) if state else None,
+                      command=_command(run, state, gpus))
+    start_iter = snapshot_iteration(state) if state else 0
+    if start_iter >= max_iter and state is not None:
         # Already trained: Caffe would only rerun the final validation.
-        session.outcome, session.last_iteration = "finished", snapshot_iteration(state)
+        session.outcome, session.last_iteration = "finished", start_iter
         return session
 
-    manifest_path = run_dir / MANIFEST
-    sessions = (json.loads(manifest_path.read_text())["sessions"]
-                if manifest_path.is_file() else [])
+    sessions = run.read_manifest().get("sessions", [])
     record = {"started": _now(), "argv": sys.argv, **session.__dict__}
     sessions.append(record)
     extra = dict(manifest_extra or {})
-    write_manifest(run_dir, data_dir, sessions, extra)
+    run.write_manifest(data, sessions, extra)
 
+    returncode, interrupted = _follow(run, session, start_iter, max_iter, progress)
+    session.outcome = ("failed" if returncode != 0 else
+                       "interrupted" if interrupted else "finished")
+    final = run.newest("solverstate")
+    if final is not None:
+        session.last_iteration = snapshot_iteration(final)
+    record.update(session.__dict__, ended=_now(), returncode=returncode)
+    run.write_manifest(data, sessions, extra)
+
+    report.write_log_outputs(run)
+    if session.outcome == "failed":
+        tail = run.log.read_text(errors="replace").splitlines()[-25:]
+        raise TrainingFailed(f"caffe train exited with {returncode}; the end of "
+                             f"{run.log}:\n" + "\n".join(tail))
+    return session
+
+
+def _follow(run: RunDir, session: Session, start_iter: int, max_iter: int,
+            progress: bool) -> tuple[int, bool]:
+    """Start `caffe train`, copy its output to train.log and drive the progress bar until it
+    exits; returns its exit status and whether it was interrupted."""
     # INFO lines are what the log parser reads: make sure a GLOG_minloglevel set for pycaffe
     # in this process does not silence them, and keep glog from writing files under /tmp.
     env = {**os.environ, "GLOG_minloglevel": "0", "GLOG_logtostderr": "1"}
-    start_iter = snapshot_iteration(state) if state else 0
     bar = tqdm(total=max_iter, initial=start_iter, unit="it", disable=not progress,
-               dynamic_ncols=True, desc=run_dir.name)
+               dynamic_ncols=True, desc=run.name)
     interrupted = False
 
     def on_sigint(signum, frame):
@@ -234,9 +177,9 @@ def run_caffe(run_dir: Path, gpu: str = "", data_dir: Path | None = None,
             proc.send_signal(signal.SIGINT)
 
     # Line-buffered, so that `tail -f train.log` follows the run.
-    with open(run_dir / LOG, "a", encoding="utf-8", buffering=1) as log:
-        log.write(f"# {_now()} {' '.join(command)}\n")
-        proc = subprocess.Popen(command, cwd=run_dir, env=env, stdout=subprocess.PIPE,
+    with open(run.log, "a", encoding="utf-8", buffering=1) as log:
+        log.write(f"# {_now()} {' '.join(session.command)}\n")
+        proc = subprocess.Popen(session.command, cwd=run.path, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, bufsize=1)
         previous = signal.signal(signal.SIGINT, on_sigint)
         try:
@@ -256,38 +199,14 @@ def run_caffe(run_dir: Path, gpu: str = "", data_dir: Path | None = None,
             signal.signal(signal.SIGINT, previous)
         returncode = proc.wait()
     bar.close()
-
-    if returncode != 0:
-        session.outcome = "failed"
-    elif interrupted:
-        session.outcome = "interrupted"
-    else:
-        session.outcome = "finished"
-    final = newest(run_dir, "solverstate")
-    if final is not None:
-        session.last_iteration = snapshot_iteration(final)
-    record.update(session.__dict__, ended=_now(), returncode=returncode)
-    write_manifest(run_dir, data_dir, sessions, extra)
-
-    parsed = caffe_log.parse_file(run_dir / LOG)
-    caffe_log.write_csv(parsed, run_dir / LOG_CSV)
-    if parsed.rows:
-        from . import report
-        report.plot_curves(parsed, run_dir / CURVES)
-    if session.outcome == "failed":
-        tail = (run_dir / LOG).read_text(errors="replace").splitlines()[-25:]
-        raise RuntimeError(f"caffe train exited with {returncode}; the end of "
-                           f"{run_dir / LOG}:\n" + "\n".join(tail))
-    return session
+    return returncode, interrupted
 
 
 def train(cfg: RunConfig, progress: bool = True) -> Session:
     """`make train`: write the run's files, then train (or resume) with the caffe CLI."""
-    if cfg.gpu and caffe_env.build_info().get("mode") == "CPU":
-        raise caffe_env.CaffeNotFound(
-            f"GPU={cfg.gpu} needs a CUDA build of Caffe, and {caffe_env.caffe_home()} is "
-            f"CPU-only: build one with 'make caffe CUDA=1' (nvcc needed), or leave GPU empty")
-    run_dir = prepare(cfg)
-    return run_caffe(run_dir, cfg.gpu, data_dir=cfg.data_dir,
-                     manifest_extra={"net": cfg.net, "schedule": cfg.schedule, "gpu": cfg.gpu},
+    caffe_env.require_gpu_build(cfg.gpus)
+    run = prepare(cfg)
+    return run_caffe(run, cfg.gpus, data=cfg.data,
+                     manifest_extra={"net": cfg.net, "schedule": cfg.schedule,
+                                     "gpu": cfg.gpus.flag},
                      progress=progress)

@@ -6,14 +6,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dri_hep2 import caffe_env, paper
+from dri_hep2 import caffe_env, ledger, paper
 from dri_hep2.data import lmdb_io
 
 
 @pytest.fixture(scope="session")
 def caffe():
     """pycaffe in CPU mode (the build of `make setup`)."""
-    return caffe_env.import_caffe()
+    return caffe_env.use_device()
 
 
 @pytest.fixture(scope="session")
@@ -23,8 +23,8 @@ def tiny_data_dir(tmp_path_factory, caffe) -> Path:
     Twelve random 1x76x76 uint8 images per split, labels cycling through the six classes.
     """
     root = tmp_path_factory.mktemp("tiny_data")
-    rng = np.random.default_rng(paper.RANDOM_SEED)
-    shape = (paper.INPUT_CHANNELS, paper.INPUT_SIZE, paper.INPUT_SIZE)
+    rng = np.random.default_rng(ledger.RANDOM_SEED)
+    shape = (ledger.INPUT_CHANNELS, paper.INPUT_SIZE, paper.INPUT_SIZE)
     (root / "lmdb").mkdir()
     for split in ("train", "val", "test"):
         images = rng.integers(0, 60, size=(12, *shape), dtype=np.uint8)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dri_hep2 import paper
+from dri_hep2 import ledger, paper
 from dri_hep2.data import augment, build, i3a, lmdb_io, split, synthetic
 
 
@@ -45,7 +45,7 @@ def test_caffe_data_layer_reads_each_lmdb_with_the_mean(caffe, data_dir, tmp_pat
     net = _data_layer_net(caffe, tmp_path, data_dir / "lmdb" / name, len(entries), mean_path)
     net.forward()
     size = paper.INPUT_SIZE
-    assert net.blobs["data"].data.shape == (len(entries), paper.INPUT_CHANNELS, size, size)
+    assert net.blobs["data"].data.shape == (len(entries), ledger.INPUT_CHANNELS, size, size)
     pixels, labels = zip(*(lmdb_io.decode_datum(v) for _, v in entries))
     mean = lmdb_io.read_mean(mean_path)
     assert mean.shape == (1, size, size) and 0 < mean.mean() < 255
@@ -65,7 +65,7 @@ def test_manifest_counts_and_splits(data_dir, replica):
         n * 360 // paper.rotation_step_deg(c)
         for c, n in enumerate(m["splits"]["train"]["cells_per_class"])]
     assert m["class_order"] == list(paper.CLASSES)
-    assert m["parameters"]["seed"] == paper.RANDOM_SEED and len(m["inputs"]["sha256"]) == 64
+    assert m["parameters"]["seed"] == ledger.RANDOM_SEED and len(m["inputs"]["sha256"]) == 64
     ids = [{line.split(",")[0] for line in (data_dir / "splits" / f"{s}.csv")
             .read_text().splitlines()[1:]} for s in split.SPLITS]
     assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
@@ -145,7 +145,9 @@ def test_lmdb_values_are_those_of_protobuf_datums_of_the_views(data_dir):
     classes = {name.lower(): c for c, name in enumerate(paper.CLASSES)}
     folder = Path(json.loads((data_dir / "manifest.json").read_text())["inputs"]["folder"])
     entries = dict(lmdb_io.read_lmdb(data_dir / "lmdb" / "val"))
-    assert list(entries) == sorted(entries)
+    # The keys are the seeded shuffle of the split's cells (seed, split index 1), D11.
+    ids = [row.split(",")[0] for row in rows]
+    assert sorted(entries) == sorted(lmdb_io.shuffled_keys(ids, [ledger.RANDOM_SEED, 1]))
     by_id = {key.decode().split("_", 1)[1]: value for key, value in entries.items()}
     assert len(by_id) == len(rows)
     for cell_id, cls in (row.split(",") for row in rows):

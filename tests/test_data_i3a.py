@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from dri_hep2 import paper
+from dri_hep2 import cli, paper
 from dri_hep2.data import i3a
 
 _spec = importlib.util.spec_from_file_location(
@@ -112,7 +112,7 @@ def test_bad_input_is_refused_with_its_place_and_nothing_written(kind, tmp_path,
     root = contest_folder(tmp_path / "i3a")
     expected = _corrupt(kind, root)
     data_dir = tmp_path / "data"
-    rc = make_data.main(["--i3a", str(root), "--data-dir", str(data_dir), "--quiet"])
+    rc = cli.run(make_data.main, ["--i3a", str(root), "--data-dir", str(data_dir), "--quiet"])
     err = capsys.readouterr().err
     assert rc == 2
     assert expected in err, err
@@ -124,8 +124,8 @@ def test_skip_bad_builds_without_the_bad_items_and_lists_them(tmp_path):
     for kind in ("missing image", "truncated png", "unknown label", "image without row"):
         _corrupt(kind, root)
     data_dir = tmp_path / "data"
-    assert make_data.main(["--i3a", str(root), "--data-dir", str(data_dir), "--quiet",
-                           "--skip-bad"]) == 0
+    assert cli.run(make_data.main, ["--i3a", str(root), "--data-dir", str(data_dir),
+                                    "--quiet", "--skip-bad"]) == 0
     skipped = (data_dir / "skipped.csv").read_text()
     assert skipped.count("\n") == 1 + 4, skipped
     for text in ("00003.png missing", "truncated PNG", "'Mitotic'", "00099.png"):

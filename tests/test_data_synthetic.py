@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from dri_hep2 import paper
+from dri_hep2 import ledger, paper
 from dri_hep2.data import i3a, synthetic
 
 
@@ -18,7 +18,7 @@ def replica(tmp_path_factory):
 
 def test_full_scale_counts_and_id_blocks_are_i3a_s():
     assert synthetic.class_counts(1.0) == paper.I3A_COUNTS
-    plan = synthetic._plan(paper.I3A_COUNTS, paper.RANDOM_SEED)
+    plan = synthetic._plan(paper.I3A_COUNTS, ledger.RANDOM_SEED)
     firsts = [next(cid for cid, lab, _ in plan if lab == c) for c in range(paper.NUM_CLASSES)]
     assert firsts == ["00001", "02495", "05326", "07924", "10665", "12873"]   # reference facts 1
     assert plan[-1][0] == f"{paper.I3A_TOTAL:05d}"

@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dri_hep2 import evaluate, metrics, train
+from dri_hep2 import evaluate, metrics
+from dri_hep2.errors import UserError
+from dri_hep2.run import RunDir
 
 SCALE = 1 / 64
 
@@ -38,12 +40,13 @@ def tiny_nets(caffe, data_dir: Path, fused_operation):
 def make_run(caffe, run_dir: Path, data_dir: Path, fused_operation) -> Path:
     deploy, train_val = tiny_nets(caffe, data_dir, fused_operation)
     run_dir.mkdir()
-    (run_dir / train.DEPLOY).write_text(str(deploy))
-    (run_dir / train.TRAIN_VAL).write_text(str(train_val))
-    net = caffe.Net(str(run_dir / train.DEPLOY), caffe.TEST)
-    (run_dir / train.SNAPSHOT_DIR).mkdir()
-    for it in (10, 200):   # the newest snapshot is taken by iteration, not by name
-        net.save(str(run_dir / train.SNAPSHOT_DIR / f"tiny_iter_{it}.caffemodel"))
+    (run_dir / RunDir.DEPLOY).write_text(str(deploy))
+    (run_dir / RunDir.TRAIN_VAL).write_text(str(train_val))
+    net = caffe.Net(str(run_dir / RunDir.DEPLOY), caffe.TEST)
+    (run_dir / RunDir.SNAPSHOTS).mkdir()
+    # The newest snapshot is taken by iteration, not by name: by name 200 sorts after 1000.
+    for it in (200, 1000):
+        net.save(str(run_dir / RunDir.SNAPSHOTS / f"tiny_iter_{it}.caffemodel"))
     return run_dir
 
 
@@ -51,11 +54,11 @@ def test_branches_fusions_and_metrics_match_numpy(caffe, tiny_data_dir, tmp_path
     run_dir = make_run(caffe, tmp_path / "run", tiny_data_dir, caffe.params.Eltwise.SUM)
     result = evaluate.evaluate(run_dir, tiny_data_dir, batch_size=5)  # 12 cells: 5 + 5 + 2
 
-    assert result["iteration"] == 200 and result["n"] == 12
+    assert result["iteration"] == 1000 and result["n"] == 12
     assert result == json.loads((run_dir / "eval.json").read_text())
     # Recompute FC1..FC3 in NumPy from the weights and the test LMDB (mean 30, scale 1/64).
-    net = caffe.Net(str(run_dir / train.DEPLOY), caffe.TEST,
-                    weights=str(run_dir / "snapshots/tiny_iter_200.caffemodel"))
+    net = caffe.Net(str(run_dir / RunDir.DEPLOY), caffe.TEST,
+                    weights=str(run_dir / "snapshots/tiny_iter_1000.caffemodel"))
     images, labels = evaluate.read_lmdb(tiny_data_dir / "lmdb" / "test")
     x = ((images.astype(np.float64) - 30.0) * SCALE).reshape(len(images), -1)
     branch = {}
@@ -82,9 +85,9 @@ def test_a_fused_blob_that_is_not_the_sum_is_refused(caffe, tiny_data_dir, tmp_p
 
 def test_explicit_weights_and_missing_snapshot(caffe, tiny_data_dir, tmp_path):
     run_dir = make_run(caffe, tmp_path / "run", tiny_data_dir, caffe.params.Eltwise.SUM)
-    weights = run_dir / "snapshots/tiny_iter_10.caffemodel"
-    assert evaluate.evaluate(run_dir, tiny_data_dir, weights=weights)["iteration"] == 10
-    for f in (run_dir / train.SNAPSHOT_DIR).iterdir():
+    weights = run_dir / "snapshots/tiny_iter_200.caffemodel"
+    assert evaluate.evaluate(run_dir, tiny_data_dir, weights=weights)["iteration"] == 200
+    for f in (run_dir / RunDir.SNAPSHOTS).iterdir():
         f.unlink()
-    with pytest.raises(FileNotFoundError, match="make train"):
+    with pytest.raises(UserError, match="make train"):
         evaluate.evaluate(run_dir, tiny_data_dir)

@@ -56,7 +56,7 @@ def test_netspec_forward_backward_matches_finite_differences(caffe, tmp_path):
 
 
 def test_caffe_cli_times_a_net(tmp_path):
-    model = _tiny_net(caffe_env.import_caffe(), tmp_path / "tiny.prototxt")
+    model = _tiny_net(caffe_env.use_device(), tmp_path / "tiny.prototxt")
     out = subprocess.run([str(caffe_env.caffe_binary()), "time", "-model", str(model),
                           "-iterations", "3"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]

@@ -3,19 +3,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from google.protobuf import text_format
 
-from dri_hep2 import paper
-from dri_hep2.net import build
+from dri_hep2 import ledger, paper
+from dri_hep2.net import build, proto
 
 # Tiny batches keep every whole-net test to about a second on a CPU.
 BATCH = 2
 
 
 def _net(caffe, tmp_path, net_param, phase):
-    path = tmp_path / f"{net_param.name}_{phase}.prototxt"
-    path.write_text(text_format.MessageToString(net_param))
-    return caffe.Net(str(path), getattr(caffe, phase))
+    return proto.load(net_param, phase)
 
 
 def _unit_batchnorm(net):
@@ -36,7 +33,7 @@ def _layers(net_param, type_name):
     return [layer for layer in net_param.layer if layer.type == type_name]
 
 
-@pytest.mark.parametrize("variant", build.VARIANTS)
+@pytest.mark.parametrize("variant", paper.VARIANTS)
 def test_train_net_runs_forward_backward_with_weighted_losses(caffe, tmp_path, tiny_data_dir,
                                                               variant):
     """Section 2.1 / Eq. 2: three softmax losses weighted 0.3, 0.3, 1 train together."""
@@ -49,21 +46,27 @@ def test_train_net_runs_forward_backward_with_weighted_losses(caffe, tmp_path, t
     net.backward()
     # The gradient reaches the first convolution through all three heads.
     assert np.abs(net.params["conv1/7x7_s2"][0].diff).sum() > 0
-    assert net.blobs["data"].data.shape == (BATCH, paper.INPUT_CHANNELS, paper.INPUT_SIZE,
+    assert net.blobs["data"].data.shape == (BATCH, ledger.INPUT_CHANNELS, paper.INPUT_SIZE,
                                             paper.INPUT_SIZE)
 
 
-@pytest.mark.parametrize("variant", build.VARIANTS)
+@pytest.mark.parametrize("variant", paper.VARIANTS)
 def test_test_net_reports_accuracy_per_branch_and_fused(caffe, tmp_path, tiny_data_dir,
                                                         variant):
     """Table 3(b): each branch and the sum layer are scored in the TEST phase."""
     net = _net(caffe, tmp_path, _train_val(variant, tiny_data_dir), "TEST")
+    _unit_batchnorm(net)
     out = net.forward()
     assert {"loss1/top-1", "loss2/top-1", "loss3/top-1", "fused/top-1"} <= set(out)
-    assert all(0.0 <= out[k] <= 1.0 for k in out if k.endswith("top-1"))
     fused = net.blobs["loss1/prob"].data + net.blobs["loss2/prob"].data \
         + net.blobs["loss3/prob"].data
     np.testing.assert_allclose(net.blobs["prob"].data, fused, rtol=1e-6)
+    # Each accuracy is the share of this batch whose arg-max is the label (Caffe's Accuracy
+    # counts ties as hits, which random scores never produce).
+    labels = net.blobs["label"].data.astype(int)
+    for name, scores in [(f"loss{k}/top-1", net.blobs[f"loss{k}/classifier"].data)
+                         for k in (1, 2, 3)] + [("fused/top-1", net.blobs["prob"].data)]:
+        assert out[name] == pytest.approx(np.mean(scores.argmax(axis=1) == labels)), name
 
 
 def test_train_val_reads_the_data_folder_contract():
@@ -75,10 +78,10 @@ def test_train_val_reads_the_data_folder_contract():
     assert phases[1].data_param.source == "some/dir/lmdb/val"
     for layer in data:
         assert layer.transform_param.mean_file == "some/dir/lmdb/mean.binaryproto"
-        assert layer.transform_param.scale == pytest.approx(paper.INPUT_SCALE)
+        assert layer.transform_param.scale == pytest.approx(ledger.INPUT_SCALE)
 
 
-@pytest.mark.parametrize("variant", build.VARIANTS)
+@pytest.mark.parametrize("variant", paper.VARIANTS)
 def test_deploy_outputs_branch_probabilities_and_their_sum(caffe, tmp_path, variant):
     """Section 2.1: the sum layer fuses FC1, FC2, FC3; the branches stay readable."""
     net = _net(caffe, tmp_path, build.deploy(variant), "TEST")
@@ -93,7 +96,7 @@ def test_deploy_outputs_branch_probabilities_and_their_sum(caffe, tmp_path, vari
     np.testing.assert_allclose(net.blobs["prob"].data, sum(branches), rtol=1e-6)
 
 
-@pytest.mark.parametrize("variant", build.VARIANTS)
+@pytest.mark.parametrize("variant", paper.VARIANTS)
 def test_prelu_is_the_only_nonlinearity_and_xavier_fills_every_weight(variant):
     """Section 2.1: PReLU only; section 2.3: 'xavier' initialisation."""
     net = build.train_val(variant)
@@ -105,20 +108,20 @@ def test_prelu_is_the_only_nonlinearity_and_xavier_fills_every_weight(variant):
         p = layer.convolution_param if layer.type == "Convolution" else layer.inner_product_param
         assert p.weight_filler.type == "xavier", layer.name
     for layer in _layers(net, "PReLU"):
-        assert layer.param[0].decay_mult == paper.PRELU_DECAY_MULT
+        assert layer.param[0].decay_mult == ledger.PRELU_DECAY_MULT
 
 
-@pytest.mark.parametrize("variant", build.VARIANTS)
+@pytest.mark.parametrize("variant", paper.VARIANTS)
 def test_two_auxiliary_dropouts_of_0_7(variant):
     """Section 2.1: FC1-0 and FC2-0 are followed by a dropout of 0.7."""
     drops = {layer.name: layer.dropout_param.dropout_ratio
              for layer in _layers(build.train_val(variant), "Dropout")}
     aux = {name: r for name, r in drops.items() if r == pytest.approx(paper.AUX_DROPOUT)}
     assert sorted(aux) == ["loss1/drop_fc", "loss2/drop_fc"]
-    assert drops["loss3/drop"] == pytest.approx(paper.MAIN_DROPOUT)
+    assert drops["loss3/drop"] == pytest.approx(ledger.MAIN_DROPOUT)
     fc0 = {layer.name: layer.inner_product_param.num_output
            for layer in _layers(build.train_val(variant), "InnerProduct")}
-    assert fc0["loss1/fc"] == fc0["loss2/fc"] == paper.AUX_FC
+    assert fc0["loss1/fc"] == fc0["loss2/fc"] == ledger.AUX_FC
 
 
 def test_every_convolution_but_the_first_is_pre_activated():
@@ -140,7 +143,7 @@ def test_every_convolution_but_the_first_is_pre_activated():
         assert chain == ["BatchNorm", "Scale", "PReLU"], layer.name
 
 
-@pytest.mark.parametrize("variant", build.VARIANTS)
+@pytest.mark.parametrize("variant", paper.VARIANTS)
 def test_block_outputs_have_table1_widths(caffe, tmp_path, variant):
     """Table 1: a block's width is the sum of its branch ends (DRI 1-1 = 288 ... 3-2 = 1152;
     an Inception module of ref. [16] ends its 5x5 branch at the 5x5)."""
@@ -148,7 +151,7 @@ def test_block_outputs_have_table1_widths(caffe, tmp_path, variant):
     for stage in build.stages(variant):
         for column in stage:
             w = paper.TABLE1[column]
-            want = w.inception_output if variant in build.INCEPTION else w.output
+            want = w.inception_output if build.is_inception(variant) else w.output
             assert net.blobs[f"{build.block_name(variant, column)}/output"].data.shape[1] == want
 
 

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import pytest
 
+from dri_hep2 import paper
 from dri_hep2.caffe_env import REPO_ROOT
-from dri_hep2.net import build, generate
+from dri_hep2.net import generate
 
 
-@pytest.mark.parametrize("variant", build.VARIANTS)
+@pytest.mark.parametrize("variant", paper.VARIANTS)
 def test_committed_files_match_the_generator(variant):
     """Regenerating must not change a committed file: run `make nets` and commit if it does."""
     for rel, text in generate.committed_files(variant).items():

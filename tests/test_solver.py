@@ -3,20 +3,20 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from google.protobuf import text_format
 
-from dri_hep2 import paper
+from dri_hep2 import ledger, paper
 from dri_hep2.caffe_env import REPO_ROOT
-from dri_hep2.net import build, solver
+from dri_hep2.data import split
+from dri_hep2.errors import UserError
+from dri_hep2.net import build, proto, solver
 
 
 def _committed(caffe, variant, name):
-    msg = caffe.proto.caffe_pb2.SolverParameter()
-    text_format.Merge((REPO_ROOT / "solver" / f"{variant}_{name}.prototxt").read_text(), msg)
-    return msg
+    return proto.read(REPO_ROOT / "solver" / f"{variant}_{name}.prototxt",
+                      proto.caffe_pb2.SolverParameter)
 
 
-@pytest.mark.parametrize("variant", build.VARIANTS)
+@pytest.mark.parametrize("variant", paper.VARIANTS)
 def test_committed_solver_has_the_papers_fields(caffe, variant):
     """Section 2.3: SGD, momentum 0.9, base_lr 0.001, step policy with gamma 0.79,
     290,000 iterations; a fixed seed; validation over I3A's 2176 cells."""
@@ -27,44 +27,44 @@ def test_committed_solver_has_the_papers_fields(caffe, variant):
     assert s.lr_policy == "step"
     assert s.gamma == pytest.approx(paper.LR_GAMMA)
     assert s.max_iter == paper.MAX_ITER
-    assert s.stepsize == paper.LR_STEPSIZE
-    assert s.weight_decay == pytest.approx(paper.WEIGHT_DECAY)
-    assert s.random_seed == paper.RANDOM_SEED
+    assert s.stepsize == ledger.LR_STEPSIZE
+    assert s.weight_decay == pytest.approx(ledger.WEIGHT_DECAY)
+    assert s.random_seed == ledger.RANDOM_SEED
     assert s.net == f"prototxt/{variant}_train_val.prototxt"
     assert s.snapshot_prefix == f"results/{variant}/snapshots/{variant}"
     assert list(s.test_iter) == [68]
-    assert s.test_iter[0] * paper.TEST_BATCH_SIZE >= 2176
+    assert s.test_iter[0] * ledger.TEST_BATCH_SIZE >= 2176
     assert not s.HasField("solver_mode")
 
 
 def test_short_schedule_keeps_the_policy_and_shortens_the_run(caffe):
     s = _committed(caffe, "dri", "short_solver")
     assert (s.max_iter, s.stepsize, s.base_lr) == (
-        paper.SHORT_MAX_ITER, paper.SHORT_STEPSIZE, pytest.approx(paper.SHORT_BASE_LR))
+        ledger.SHORT_MAX_ITER, ledger.SHORT_STEPSIZE, pytest.approx(ledger.SHORT_BASE_LR))
     assert (s.lr_policy, s.gamma, s.momentum) == (
         "step", pytest.approx(paper.LR_GAMMA), pytest.approx(paper.MOMENTUM))
 
 
 def test_i3a_validation_size_and_test_iter():
     """Section 3.2: 16% of each I3A class; 2176 cells in batches of 32."""
-    assert solver.i3a_val_size() == 2176
+    assert split.i3a_val_size() == 2176
     assert solver.test_iter(2176) == 68
     assert solver.test_iter(12, 5) == 3
-    with pytest.raises(ValueError):
+    with pytest.raises(UserError):
         solver.test_iter(0)
-    with pytest.raises(ValueError, match="unknown schedule"):
+    with pytest.raises(UserError, match="unknown schedule"):
         solver.solver("dri", "long", "n", "p", 10)
 
 
 def test_caffe_trains_with_the_solver(caffe, tmp_path, tiny_data_dir):
     """The SolverParameter loads in Caffe's SGD solver, which then moves the weights."""
     net_path = tmp_path / "train_val.prototxt"
-    net_path.write_text(build.to_text(build.train_val("sri", data_dir=str(tiny_data_dir),
+    net_path.write_text(proto.to_text(build.train_val("sri", data_dir=str(tiny_data_dir),
                                                       batch_size=2, test_batch_size=2)))
     sp = solver.solver("sri", "paper", str(net_path), str(tmp_path / "snap"), val_size=12,
                        test_batch_size=2)
     solver_path = tmp_path / "solver.prototxt"
-    solver_path.write_text(build.to_text(sp))
+    solver_path.write_text(proto.to_text(sp))
     sgd = caffe.get_solver(str(solver_path))
     before = sgd.net.params["conv1/7x7_s2"][0].data.copy()
     sgd.step(1)

@@ -10,7 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from dri_hep2 import caffe_log, paper, train
+from dri_hep2 import caffe_log, ledger, run, train
+from dri_hep2.caffe_env import Gpus
+from dri_hep2.data.folder import DataFolder
+from dri_hep2.errors import UserError
+from dri_hep2.run import RunDir
 
 
 def tiny_train_val(caffe, data_dir: Path):
@@ -48,24 +52,24 @@ def write_tiny_run(caffe, run_dir: Path, data_dir: Path, max_iter: int, display:
     from caffe.proto import caffe_pb2
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / train.TRAIN_VAL).write_text(str(tiny_train_val(caffe, data_dir)))
+    (run_dir / RunDir.TRAIN_VAL).write_text(str(tiny_train_val(caffe, data_dir)))
     solver = caffe_pb2.SolverParameter(
-        net=train.TRAIN_VAL, base_lr=0.01, momentum=0.9, lr_policy="step", gamma=0.5,
+        net=RunDir.TRAIN_VAL, base_lr=0.01, momentum=0.9, lr_policy="step", gamma=0.5,
         stepsize=max(1, max_iter // 2), max_iter=max_iter, display=display, test_iter=[2],
         test_interval=max(1, max_iter // 2), snapshot=snapshot,
-        snapshot_prefix=f"{train.SNAPSHOT_DIR}/tiny", solver_mode=caffe_pb2.SolverParameter.CPU,
+        snapshot_prefix=f"{RunDir.SNAPSHOTS}/tiny", solver_mode=caffe_pb2.SolverParameter.CPU,
         random_seed=1)
-    (run_dir / train.SOLVER).write_text(str(solver))
-    (run_dir / train.SNAPSHOT_DIR).mkdir(exist_ok=True)
+    (run_dir / RunDir.SOLVER).write_text(str(solver))
+    (run_dir / RunDir.SNAPSHOTS).mkdir(exist_ok=True)
     return run_dir
 
 
 def test_short_training_lowers_the_loss(caffe, tiny_data_dir, tmp_path):
     run_dir = write_tiny_run(caffe, tmp_path / "run", tiny_data_dir, max_iter=60)
-    session = train.run_caffe(run_dir, data_dir=tiny_data_dir, progress=False)
+    session = train.run_caffe(run_dir, data=DataFolder(tiny_data_dir), progress=False)
 
     assert session.outcome == "finished" and session.last_iteration == 60
-    log = caffe_log.parse_file(run_dir / train.LOG)
+    log = caffe_log.parse_file(run_dir / RunDir.LOG)
     _, losses = log.series("loss")
     assert losses[-1] < 0.5 * losses[0]
     # Every output by name: three losses in train, losses and accuracies in test, and lr.
@@ -73,10 +77,10 @@ def test_short_training_lowers_the_loss(caffe, tiny_data_dir, tmp_path):
     assert set(log.names("test")) == {f"loss{k}/{m}" for k in (1, 2, 3) for m in ("loss", "top-1")}
     assert log.series("lr")[1][-1] == pytest.approx(0.005)
     assert (run_dir / "snapshots" / "tiny_iter_60.caffemodel").is_file()
-    assert (run_dir / train.LOG_CSV).read_text().startswith("iteration,lr,loss,")
-    assert (run_dir / train.CURVES).stat().st_size > 10_000
-    manifest = json.loads((run_dir / train.MANIFEST).read_text())
-    assert manifest["sha256"]["solver.prototxt"] == train.sha256(run_dir / train.SOLVER)
+    assert (run_dir / RunDir.LOG_CSV).read_text().startswith("iteration,lr,loss,")
+    assert (run_dir / RunDir.CURVES).stat().st_size > 10_000
+    manifest = json.loads((run_dir / RunDir.MANIFEST).read_text())
+    assert manifest["sha256"]["solver.prototxt"] == run.sha256(run_dir / RunDir.SOLVER)
     assert manifest["caffe"]["build_id"]
     assert manifest["sessions"][0]["outcome"] == "finished"
     assert manifest["sessions"][0]["command"][1:3] == ["train", "-solver=solver.prototxt"]
@@ -90,7 +94,7 @@ def test_interrupt_snapshots_and_rerun_resumes(caffe, tiny_data_dir, tmp_path):
               "s = train.run_caffe(sys.argv[1], progress=False); print(s.outcome)")
     proc = subprocess.Popen([sys.executable, "-c", script, str(run_dir)],
                             stdout=subprocess.PIPE, text=True)
-    log_path = run_dir / train.LOG
+    log_path = run_dir / RunDir.LOG
     deadline = time.monotonic() + 60
     while not (log_path.is_file() and "Iteration 100 " in log_path.read_text()):
         assert time.monotonic() < deadline and proc.poll() is None
@@ -98,8 +102,8 @@ def test_interrupt_snapshots_and_rerun_resumes(caffe, tiny_data_dir, tmp_path):
     proc.send_signal(signal.SIGINT)          # Ctrl-C of the toolkit's process only
     out, _ = proc.communicate(timeout=60)
     assert out.strip() == "interrupted"
-    state = train.newest(run_dir, "solverstate")
-    stopped_at = train.snapshot_iteration(state)
+    state = RunDir(run_dir).newest("solverstate")
+    stopped_at = run.snapshot_iteration(state)
     assert 100 <= stopped_at < max_iter
 
     session = train.run_caffe(run_dir, progress=False)
@@ -111,16 +115,16 @@ def test_interrupt_snapshots_and_rerun_resumes(caffe, tiny_data_dir, tmp_path):
     second = log_path.read_text().split("Resuming from")[1]
     first_iteration = int(caffe_log.TRAIN_LINE.search(second).group(1))
     assert first_iteration >= stopped_at > 0
-    manifest = json.loads((run_dir / train.MANIFEST).read_text())
+    manifest = json.loads((run_dir / RunDir.MANIFEST).read_text())
     assert [s["outcome"] for s in manifest["sessions"]] == ["interrupted", "finished"]
 
 
 def test_run_config_checks_gpu_and_schedule():
-    assert train.RunConfig(gpu="0,1").gpu == "0,1"
+    assert train.RunConfig(gpus=Gpus.parse("0,1")).gpus.flag == "0,1"
     assert train.RunConfig(net="sri").run_dir == Path("results/sri")
-    with pytest.raises(ValueError):
-        train.RunConfig(gpu="cuda:0")
-    with pytest.raises(ValueError):
+    with pytest.raises(UserError):
+        Gpus.parse("cuda:0")
+    with pytest.raises(UserError):
         train.RunConfig(schedule="long")
 
 
@@ -128,21 +132,21 @@ def test_prepare_writes_this_runs_files_and_guards_a_resume(caffe, tiny_data_dir
     cfg = train.RunConfig(net="dri", schedule="short", data_dir=tiny_data_dir,
                           run_dir=tmp_path / "run")
     run_dir = train.prepare(cfg)
-    solver = (run_dir / train.SOLVER).read_text()
+    solver = (run_dir / RunDir.SOLVER).read_text()
     for line in ('net: "train_val.prototxt"', 'snapshot_prefix: "snapshots/dri"',
                  "solver_mode: CPU", "test_initialization: false", "test_iter: 1"):
         assert line in solver
-    assert f'source: "{tiny_data_dir.resolve()}/lmdb/train"' in (run_dir / train.TRAIN_VAL).read_text()
-    assert 'name: "prob"' in (run_dir / train.DEPLOY).read_text()
+    assert f'source: "{tiny_data_dir.resolve()}/lmdb/train"' in (run_dir / RunDir.TRAIN_VAL).read_text()
+    assert 'name: "prob"' in (run_dir / RunDir.DEPLOY).read_text()
     # T7: short runs keep BatchNorm statistics of the last ~5 iterations, paper runs Caffe's.
-    fraction = f"moving_average_fraction: {paper.SHORT_BN_MOVING_AVERAGE}"
-    assert (run_dir / train.TRAIN_VAL).read_text().count(fraction) > 30
+    fraction = f"moving_average_fraction: {ledger.SHORT_BN_MOVING_AVERAGE}"
+    assert (run_dir / RunDir.TRAIN_VAL).read_text().count(fraction) > 30
     paper_files = train.build_run_files(train.RunConfig(net="dri", data_dir=tiny_data_dir))
-    assert "moving_average_fraction" not in paper_files[train.TRAIN_VAL]
+    assert "moving_average_fraction" not in paper_files[RunDir.TRAIN_VAL]
 
     (run_dir / "snapshots" / "dri_iter_500.solverstate").write_bytes(b"")
     train.prepare(cfg)                                   # same configuration: resumable
-    with pytest.raises(train.RunMismatch, match="solver.prototxt"):
+    with pytest.raises(run.RunMismatch, match="solver.prototxt"):
         train.prepare(train.RunConfig(net="dri", schedule="paper", data_dir=tiny_data_dir,
                                       run_dir=run_dir))
 
@@ -154,10 +158,10 @@ def test_real_dri_trains_and_evaluates(caffe, tiny_data_dir, tmp_path):
     cfg = train.RunConfig(net="dri", schedule="short", data_dir=tiny_data_dir,
                           run_dir=tmp_path / "run")
     run_dir = train.prepare(cfg)
-    solver = run_dir / train.SOLVER
+    solver = run_dir / RunDir.SOLVER
     solver.write_text(solver.read_text().replace(
         f"max_iter: {train_max_iter(solver)}", "max_iter: 4"))
-    session = train.run_caffe(run_dir, data_dir=tiny_data_dir, progress=False)
+    session = train.run_caffe(run_dir, data=DataFolder(tiny_data_dir), progress=False)
     assert session.outcome == "finished" and session.last_iteration == 4
     result = evaluate.evaluate(run_dir, tiny_data_dir)
     assert result["iteration"] == 4 and result["n"] == 12
@@ -172,4 +176,4 @@ def train_max_iter(solver: Path) -> int:
 def test_git_commit_without_git_on_path(monkeypatch):
     """A container without git records the run with no commit instead of failing."""
     monkeypatch.setenv("PATH", "/nonexistent")
-    assert train.git_commit() == {"commit": None, "dirty": False}
+    assert run.git_commit() == {"commit": None, "dirty": False}

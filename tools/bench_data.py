@@ -10,17 +10,15 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import cv2
 
-import cv2  # noqa: E402
-
-from dri_hep2 import atomic, caffe_env, paper  # noqa: E402
-from dri_hep2.data import augment, build, i3a, split, synthetic  # noqa: E402
+from dri_hep2 import atomic, caffe_env, cli, ledger, paper
+from dri_hep2.data import augment, build, i3a, split, synthetic
+from dri_hep2.data.folder import DataFolder
 
 
 def baseline(replica: Path, data_dir: Path, work: Path) -> dict:
@@ -30,7 +28,7 @@ def baseline(replica: Path, data_dir: Path, work: Path) -> dict:
     lists = {}
     for name in split.SPLITS:
         rows = [line.split(",") for line in
-                (data_dir / "splits" / f"{name}.csv").read_text().splitlines()[1:]]
+                DataFolder(data_dir).split_csv(name).read_text().splitlines()[1:]]
         entries = []
         for cell_id, cls in rows:
             label = labels[cls.lower()]
@@ -67,7 +65,7 @@ def _tool(out: dict, name: str, args: list[str]) -> None:
     run = subprocess.run([str(caffe_env.caffe_tool(name)), *args], capture_output=True,
                          text=True)
     if run.returncode:
-        raise SystemExit(f"{name} failed:\n{run.stderr[-2000:]}")
+        raise RuntimeError(f"{name} failed:\n{run.stderr[-2000:]}")
     out[f"{name}_s"] = round(out.get(f"{name}_s", 0) + time.perf_counter() - t, 2)
 
 
@@ -77,7 +75,7 @@ def main(argv=None) -> int:
                     help="replica size as a fraction of I3A (1.0: 13,596 cells, 192,540 "
                          "augmented training images)")
     ap.add_argument("--workers", type=int, default=None, help="processes for our build")
-    ap.add_argument("--seed", type=int, default=paper.RANDOM_SEED)
+    ap.add_argument("--seed", type=int, default=ledger.RANDOM_SEED)
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = ap.parse_args(argv)
     figures = {"scale": args.scale, "cores": os.cpu_count(), "workers": args.workers or
@@ -106,4 +104,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.entry(main)

@@ -6,18 +6,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from dri_hep2 import paper  # noqa: E402
-from dri_hep2.net import bench, build  # noqa: E402
+from dri_hep2 import cli, paper
+from dri_hep2.net import bench
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--variant", choices=build.VARIANTS, action="append",
+    ap.add_argument("--variant", choices=paper.VARIANTS, action="append",
                     help="only this variant (repeatable; default: all four)")
     ap.add_argument("--batch", type=int, default=paper.BATCH_SIZE,
                     help=f"training batch (default: the paper's {paper.BATCH_SIZE})")
@@ -26,10 +22,9 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=1,
                     help="run `caffe time` this many times per variant and keep the fastest "
                          "(other processes on a shared machine only ever slow a run down)")
-    ap.add_argument("--gpu", type=int, default=None,
-                    help="time on this GPU (needs a CUDA build); the sgemm stays on CPU")
+    cli.add_gpu(ap, help="time on this GPU (needs a CUDA build); the sgemm stays on CPU")
     args = ap.parse_args(argv)
-    variants = args.variant or build.VARIANTS
+    variants = args.variant or list(paper.VARIANTS)
     sgemm = bench.sgemm_gflops()
     print(f"sgemm {bench.SGEMM_SIZE}^3 through Caffe's BLAS (InnerProduct forward): "
           f"{sgemm:.1f} GFLOP/s; OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}, "
@@ -45,4 +40,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.entry(main)

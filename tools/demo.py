@@ -7,16 +7,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from dri_hep2 import atomic, cli, evaluate, ledger, paper, report, train
+from dri_hep2.data import build, synthetic
+from dri_hep2.run import RunDir
 
-from dri_hep2 import atomic, cli, evaluate, paper, report, train  # noqa: E402
-
-TOOLS = Path(__file__).resolve().parent
+DEMO_TIMING = "demo_timing.json"
 
 
 def main(argv=None) -> int:
@@ -24,12 +22,12 @@ def main(argv=None) -> int:
     ap.add_argument("--data-dir", type=Path, default=Path("data/demo"),
                     help="data folder of the demo (the replica goes in its synthetic_i3a/)")
     ap.add_argument("--run-dir", type=Path, default=Path("results/demo"), help="run folder")
-    ap.add_argument("--scale", type=float, default=paper.DEMO_SCALE,
+    ap.add_argument("--scale", type=float, default=ledger.DEMO_SCALE,
                     help="replica size as a fraction of I3A's class counts (ledger T1)")
-    ap.add_argument("--net", default="dri", help="variant to train")
+    ap.add_argument("--net", default="dri", choices=paper.VARIANTS, help="variant to train")
     ap.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = ap.parse_args(argv)
-    quiet = ["--quiet"] if args.no_progress else []
+    progress = not args.no_progress
     synth = args.data_dir / "synthetic_i3a"
     timings: dict[str, float] = {}
 
@@ -38,16 +36,14 @@ def main(argv=None) -> int:
         print(f"[demo] {name}: {timings[name]:.1f} s", flush=True)
 
     t = time.monotonic()
-    subprocess.run([sys.executable, str(TOOLS / "make_synthetic.py"), "--out", str(synth),
-                    "--scale", str(args.scale), *quiet], check=True)
-    subprocess.run([sys.executable, str(TOOLS / "make_data.py"), "--i3a", str(synth),
-                    "--data-dir", str(args.data_dir), *quiet], check=True)
+    synthetic.make_replica(synth, scale=args.scale, progress=progress)
+    build.build_dataset(synth, args.data_dir, progress=progress)
     phase("data", t)
 
     t = time.monotonic()
     cfg = train.RunConfig(net=args.net, schedule="short", data_dir=args.data_dir,
                           run_dir=args.run_dir)
-    if train.train(cfg, progress=not args.no_progress).outcome != "finished":
+    if train.train(cfg, progress=progress).outcome != "finished":
         print("[demo] training interrupted; run make demo again to resume")
         return 130
     phase("train", t)
@@ -59,7 +55,7 @@ def main(argv=None) -> int:
     t = time.monotonic()
     page = report.write_report(cfg.run_dir)
     phase("report", t)
-    atomic.write_text(cfg.run_dir / "demo_timing.json",
+    atomic.write_text(RunDir(cfg.run_dir) / DEMO_TIMING,
                       json.dumps({"scale": args.scale, "seconds": timings}, indent=2) + "\n")
 
     print(f"[demo] {args.net} on the synthetic replica (scale {args.scale}): "
@@ -70,4 +66,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.entry(main)

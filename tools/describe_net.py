@@ -5,30 +5,30 @@ stage, learned parameters and FLOPs per image. `make describe NET=dri` runs it."
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from dri_hep2 import paper  # noqa: E402
-from dri_hep2.caffe_env import REPO_ROOT  # noqa: E402
-from dri_hep2.net import build, describe  # noqa: E402
+from dri_hep2 import cli, paper, report
+from dri_hep2.caffe_env import REPO_ROOT
+from dri_hep2.errors import UserError
+from dri_hep2.net import describe, generate
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     src = ap.add_mutually_exclusive_group()
-    src.add_argument("--net", choices=build.VARIANTS, default="dri",
+    src.add_argument("--net", choices=paper.VARIANTS, default="dri",
                      help="a committed variant: prototxt/<NET>_deploy.prototxt (default: dri)")
     src.add_argument("--prototxt", type=Path,
                      help="any deploy or train_val prototxt (a train_val's Data layers need "
                           "their LMDBs to exist)")
     args = ap.parse_args(argv)
-    path = args.prototxt or REPO_ROOT / "prototxt" / f"{args.net}_deploy.prototxt"
-    title = paper.VARIANT_TITLES.get(args.net, args.net) if args.prototxt is None else path.name
+    path = args.prototxt or REPO_ROOT / generate.committed_paths(args.net)["deploy"]
+    if not path.is_file():
+        raise UserError(f"no prototxt at {path}" + ("" if args.prototxt else ": run 'make nets'"))
+    title = report.title(args.net) if args.prototxt is None else path.name
     print(describe.report(describe.describe(path), f"{title} ({path.name})"))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.entry(main)

@@ -11,9 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from dri_hep2 import caffe_env  # noqa: E402
+from dri_hep2 import caffe_env, cli
 
 
 def _blas_of(library: Path) -> str:
@@ -43,7 +41,7 @@ def collect() -> tuple[list[tuple[str, str]], list[str]]:
         rows.append(("Caffe build", f"{info['build_id']} ({info['built']})"))
         rows.append(("Caffe mode", info["mode"]))
         rows.append(("caffe binary", f"{caffe_env.caffe_binary()} ({caffe_env.caffe_version()})"))
-        caffe = caffe_env.import_caffe()
+        caffe = caffe_env.pycaffe()
         rows.append(("pycaffe", str(Path(caffe.__file__).parent)))
         lib = next(caffe_env.caffe_home().glob("lib/libcaffe.so*"), None)
         rows.append(("BLAS", _blas_of(lib) if lib else "libcaffe.so not found"))
@@ -64,4 +62,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.entry(main)

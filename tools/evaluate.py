@@ -6,12 +6,10 @@ Writes RUN_DIR/eval.json, then the report (eval.md, confusion.png, curves.png, R
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from dri_hep2 import cli, evaluate, report  # noqa: E402
+from dri_hep2 import cli, evaluate, report
+from dri_hep2.data.split import SPLITS
 
 
 def main(argv=None) -> int:
@@ -19,22 +17,20 @@ def main(argv=None) -> int:
     ap.add_argument("--run-dir", type=Path, required=True, help="the run folder of make train")
     ap.add_argument("--data-dir", type=Path, default=Path("data"), help="data folder")
     ap.add_argument("--weights", type=Path, help=".caffemodel (default: the newest snapshot)")
-    ap.add_argument("--split", default="test", choices=("test", "val", "train"),
+    ap.add_argument("--split", default="test", choices=SPLITS,
                     help="LMDB to evaluate (the paper reports the test split)")
-    ap.add_argument("--gpu", default="",
-                    help="empty: CPU; a GPU id (of a list like 0,1 the first is used)")
+    cli.add_gpu(ap, help="empty: CPU; a GPU id (of a list like 0,1 the first is used)")
     args = ap.parse_args(argv)
     result = evaluate.evaluate(args.run_dir, args.data_dir, weights=args.weights,
-                               split=args.split,
-                               gpu=int(args.gpu.split(",")[0]) if args.gpu else None)
-    report.write_report(args.run_dir)
+                               split=args.split, gpus=args.gpu)
+    page = report.write_report(args.run_dir)
     print(f"{result['net']} @ iteration {result['iteration']} on {result['n']} {args.split} "
           f"cells: MCA {100 * result['mca']:.2f} %, ACA {100 * result['aca']:.2f} % "
           f"(DRI{result['combo']}); " + ", ".join(
               f"DRI{c} {100 * s['mca']:.2f}" for c, s in result["combos"].items()))
-    print(f"report: {args.run_dir / report.RUN_PAGE}")
+    print(f"report: {page}")
     return 0
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.entry(main)

@@ -7,13 +7,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from dri_hep2 import paper  # noqa: E402
-from dri_hep2.data import augment, build, i3a  # noqa: E402
+from dri_hep2 import cli, ledger, paper
+from dri_hep2.data import augment, build, i3a
 
 
 def main(argv=None) -> int:
@@ -25,7 +22,7 @@ def main(argv=None) -> int:
     ap.add_argument("--protocol", choices=("cell", "specimen"), default="cell",
                     help="cell: the paper's stratified random split; specimen: no specimen in "
                          "two splits (needs a specimen column in the CSV)")
-    ap.add_argument("--seed", type=int, default=paper.RANDOM_SEED,
+    ap.add_argument("--seed", type=int, default=ledger.RANDOM_SEED,
                     help="seed of the split and of the LMDB key order")
     ap.add_argument("--skip-bad", action="store_true",
                     help="leave out bad items instead of stopping; lists them in "
@@ -50,11 +47,8 @@ def main(argv=None) -> int:
             skip_bad=args.skip_bad, steps=steps, border=args.border, stretch=args.stretch,
             workers=args.workers, progress=not args.quiet, force=args.force)
     except i3a.I3AError as exc:
-        print(f"error: {exc}\nnothing was written to {args.data_dir}", file=sys.stderr)
-        return 2
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise i3a.I3AError(f"{exc.reason}; nothing was written to {args.data_dir}", exc.file,
+                           exc.line) from None
     print(json.dumps({k: manifest["splits"][k] for k in ("train", "val", "test")}, indent=1))
     print(f"data folder {args.data_dir} ready ({manifest['build_seconds']} s build, "
           f"{manifest['skipped']} skipped)")
@@ -62,4 +56,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.entry(main)

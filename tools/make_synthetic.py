@@ -5,14 +5,11 @@ per class. For the demo, the tests and anyone without I3A (which may not be redi
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from dri_hep2 import paper  # noqa: E402
-from dri_hep2.data import synthetic  # noqa: E402
+from dri_hep2 import cli, ledger, paper
+from dri_hep2.data import synthetic
 
 
 def main(argv=None) -> int:
@@ -20,7 +17,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True, type=Path, help="folder to write (replaced whole)")
     ap.add_argument("--scale", type=float, default=1.0,
                     help="fraction of I3A's class counts (1.0: 13,596 cells, Table 2)")
-    ap.add_argument("--seed", type=int, default=paper.RANDOM_SEED, help="random seed")
+    ap.add_argument("--seed", type=int, default=ledger.RANDOM_SEED, help="random seed")
     ap.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
@@ -30,10 +27,11 @@ def main(argv=None) -> int:
     out = synthetic.make_replica(args.out, scale=args.scale, seed=args.seed,
                                  workers=args.workers, progress=not args.quiet)
     counts = synthetic.class_counts(args.scale)
-    print(f"wrote {sum(counts)} cells ({', '.join(f'{a} {n}' for a, n in zip(paper.CLASS_ABBREV, counts))}) "
-          f"to {out} in {time.perf_counter() - start:.1f} s; samples: {out / 'montage.png'}")
+    per_class = ", ".join(f"{a} {n}" for a, n in zip(paper.CLASS_ABBREV, counts))
+    print(f"wrote {sum(counts)} cells ({per_class}) to {out} in "
+          f"{time.perf_counter() - start:.1f} s; samples: {out / 'montage.png'}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.entry(main)

@@ -4,12 +4,9 @@ train.log, eval.md and confusion.png from eval.json, and the run's README.md pag
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from dri_hep2 import cli, report  # noqa: E402
+from dri_hep2 import cli, report
 
 
 def main(argv=None) -> int:
@@ -21,4 +18,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.entry(main)

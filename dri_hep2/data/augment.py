@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from .. import paper
+from ..errors import UserError
 
 BORDERS = {"reflect101": cv2.BORDER_REFLECT_101, "replicate": cv2.BORDER_REPLICATE,
            "constant": cv2.BORDER_CONSTANT}
@@ -24,7 +25,7 @@ def rotation_angles(label: int, steps: tuple[int, ...] | None = None) -> list[in
     """
     step = steps[label] if steps else paper.rotation_step_deg(label)
     if step <= 0 or 360 % step:
-        raise ValueError(f"rotation step {step} must divide 360")
+        raise UserError(f"rotation step {step} must divide 360")
     return list(range(0, 360, step))
 
 

@@ -1,5 +1,5 @@
-"""`make data`: an I3A folder -> DATA_DIR/{lmdb/{train,val,test}, lmdb/mean.binaryproto, splits/,
-manifest.json} (docs/data.md), following the paper's protocol (section 3.2, Table 2).
+"""`make data`: an I3A folder -> a data folder (dri_hep2.data.folder: LMDBs, mean, splits,
+manifest; docs/data.md), following the paper's protocol (section 3.2, Table 2).
 
 Everything is checked before anything is written; outputs are built in temporary folders and
 renamed into place; a rerun with the same inputs and parameters does nothing.
@@ -14,6 +14,7 @@ import mmap
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from multiprocessing import get_context
 from pathlib import Path
@@ -22,161 +23,198 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .. import atomic, paper
+from .. import atomic, ledger, paper
+from ..errors import UserError
 from . import augment, i3a, lmdb_io, split
+from .folder import DataFolder
 
 FORMAT = 1              # bump when the outputs change for the same inputs and parameters
-MANIFEST = "manifest.json"
 _CHUNK = 64             # cells per worker task
 
-_images: list[np.ndarray] = []   # decoded cells, shared with forked workers
-_out: np.ndarray | None = None   # (views, 76, 76) of the split being built, shared likewise
+
+@dataclass(frozen=True)
+class BuildParams:
+    """Everything besides the input files that decides the outputs (hashed into build_hash)."""
+    protocol: str = "cell"
+    seed: int = ledger.RANDOM_SEED
+    rotation_steps_deg: tuple[int, ...] = tuple(paper.rotation_step_deg(c)
+                                                for c in range(paper.NUM_CLASSES))
+    border: str = "reflect101"
+    stretch: bool = False
+    skip_bad: bool = False
+
+    def check(self) -> None:
+        """Refuse bad parameters before any work."""
+        for label in range(paper.NUM_CLASSES):
+            augment.rotation_angles(label, self.rotation_steps_deg)
+        if self.border not in augment.BORDERS:
+            raise UserError(f"unknown border {self.border!r} ({', '.join(augment.BORDERS)})")
+
+    def manifest(self) -> dict:
+        return {"protocol": self.protocol, "seed": self.seed,
+                "rotation_steps_deg": list(self.rotation_steps_deg), "border": self.border,
+                "stretch": self.stretch, "input_size": paper.INPUT_SIZE,
+                "rotation_interpolation": "linear", "resize_interpolation": "area/linear",
+                "skip_bad": self.skip_bad, "format": FORMAT}
 
 
 def build_dataset(i3a_dir: str | Path, data_dir: str | Path = "data", *,
-                  protocol: str = "cell", seed: int = paper.RANDOM_SEED, skip_bad: bool = False,
+                  protocol: str = "cell", seed: int = ledger.RANDOM_SEED, skip_bad: bool = False,
                   steps: tuple[int, ...] | None = None, border: str = "reflect101",
                   stretch: bool = False, workers: int | None = None, progress: bool = True,
                   force: bool = False) -> dict:
     """Build the data folder and return its manifest (the existing one if already up to date)."""
-    global _images, _out
     start = time.perf_counter()
-    data_dir = Path(data_dir)
+    data = DataFolder(data_dir)
     workers = workers or os.cpu_count() or 1
-    steps = tuple(steps) if steps else tuple(paper.rotation_step_deg(c)
-                                             for c in range(paper.NUM_CLASSES))
-    for label in range(paper.NUM_CLASSES):
-        augment.rotation_angles(label, steps)               # refuse bad steps before any work
-    if border not in augment.BORDERS:
-        raise ValueError(f"unknown border {border!r} ({', '.join(augment.BORDERS)})")
+    params = BuildParams(protocol, seed, tuple(steps) if steps else
+                         BuildParams.rotation_steps_deg, border, stretch, skip_bad)
+    params.check()
     dataset = i3a.read_i3a(i3a_dir, skip_bad=skip_bad)
-    params = {"protocol": protocol, "seed": seed, "rotation_steps_deg": list(steps),
-              "border": border, "stretch": stretch, "input_size": paper.INPUT_SIZE,
-              "rotation_interpolation": "linear", "resize_interpolation": "area/linear",
-              "skip_bad": skip_bad, "format": FORMAT}
     inputs = _hash_inputs(Path(i3a_dir), dataset)
-    build_hash = hashlib.sha256(json.dumps([inputs["sha256"], params], sort_keys=True)
-                                .encode()).hexdigest()
-    old = _current_manifest(data_dir)
+    build_hash = hashlib.sha256(json.dumps([inputs["sha256"], params.manifest()],
+                                           sort_keys=True).encode()).hexdigest()
+    old = data.read_manifest()
     if old and old.get("build_hash") == build_hash and not force:
-        print(f"{data_dir} is up to date with {i3a_dir} (same inputs and parameters): "
+        print(f"{data.path} is up to date with {i3a_dir} (same inputs and parameters): "
               "nothing to do")
         return old
 
-    # Decode every image before writing anything: bad PNGs stop the run here.
-    records = dataset.records
-    with _pool(workers) as pool:
-        decoded = []
-        for part in tqdm(pool.imap(i3a.load_images, _chunks(records, _CHUNK * 4)),
-                         total=-(-len(records) // (_CHUNK * 4)), desc="read cells",
-                         unit="x256", disable=not progress):
-            decoded.append(part)
-    images = [img for part, _ in decoded for img in part]
-    errors = [err for _, errs in decoded for err in errs]
-    if errors and not skip_bad:
-        raise i3a.I3AError(errors[0].reason + (f" (and {len(errors) - 1} more unreadable)"
-                                               if len(errors) > 1 else ""), errors[0].file)
-    skipped = dataset.skipped + errors
-    keep = [k for k, img in enumerate(images) if img is not None]
-    records = [records[k] for k in keep]
-    _images = [images[k] for k in keep]
-    index = {rec.id: k for k, rec in enumerate(records)}
+    records, images, skipped = _decode(dataset, skip_bad, workers, progress)
     splits = split.split_records(records, seed=seed, protocol=protocol)
-
-    # Temporaries of a killed earlier run (SIGKILL skips their cleanup); never the outputs.
-    for stale in [*data_dir.glob(".lmdb.*.tmp"), *data_dir.glob(".splits.*.tmp")]:
-        shutil.rmtree(stale, ignore_errors=True)
+    _remove_stale_temporaries(data)
     # The outputs are about to change: drop the manifest that certifies the old ones.
-    (data_dir / MANIFEST).unlink(missing_ok=True)
-    size = paper.INPUT_SIZE
-    value_size = len(lmdb_io.encode_datum(np.zeros((size, size), np.uint8), 0))
+    data.manifest.unlink(missing_ok=True)
     summary, mean = {}, None
-    with atomic.staged_path(data_dir / "lmdb", is_dir=True) as lmdb_tmp:
+    with atomic.staged_path(data.lmdb_dir, is_dir=True) as lmdb_tmp:
         for s, name in enumerate(split.SPLITS):
-            recs = splits[name]
-            angles = [augment.rotation_angles(r.label, steps) if name == "train" else [0]
-                      for r in recs]
-            names = [f"{r.id}_r{a:03d}" if name == "train" else r.id
-                     for r, angs in zip(recs, angles) for a in angs]
-            labels = [r.label for r, angs in zip(recs, angles) for _ in angs]
-            keys = lmdb_io.shuffled_keys(names, [seed, s])
-            starts = np.cumsum([0] + [len(a) for a in angles]).tolist()
-            # Workers write their views straight into memory shared with this process (an
-            # anonymous shared mapping made before the fork) instead of pickling them back.
-            _out = np.frombuffer(mmap.mmap(-1, max(len(names), 1) * size * size), np.uint8,
-                                 len(names) * size * size).reshape(-1, size, size)
-            total_sum = np.zeros((size, size), np.float64)
-            jobs = [([index[r.id] for r in part], [r.label for r in part], starts[j * _CHUNK],
-                     name == "train", steps, border, stretch)
-                    for j, part in enumerate(_chunks(recs, _CHUNK))]
-            with _pool(workers) as pool:
-                for view_sum in tqdm(pool.imap_unordered(_views, jobs), total=len(jobs),
-                                     desc=f"augment {name}", unit=f"x{_CHUNK}",
-                                     disable=not progress):
-                    total_sum += view_sum     # integer-valued: exact in any order
-            # Written in key order (the order Caffe reads), so LMDB can append.
-            framing = [lmdb_io.datum_framing((1, size, size), c)
-                       for c in range(paper.NUM_CLASSES)]
-            order = sorted(range(len(names)), key=keys.__getitem__)
-            entries = ((keys[i], b"".join((framing[labels[i]][0], _out[i],
-                                           framing[labels[i]][1]))) for i in order)
-            lmdb_io.write_lmdb(lmdb_tmp / name, entries, count=len(names),
-                               value_size=value_size, append=True,
-                               desc=f"lmdb/{name}" if progress else None)
-            _out = None
-            per_class = [labels.count(c) for c in range(paper.NUM_CLASSES)]
-            summary[name] = {"total": len(names), "per_class": per_class,
-                             "cells": len(recs),
-                             "cells_per_class": [sum(r.label == c for r in recs)
-                                                 for c in range(paper.NUM_CLASSES)]}
+            summary[name], view_sum = _write_split_lmdb(
+                lmdb_tmp / name, name, splits[name], images, [seed, s], params, workers,
+                progress)
             if name == "train":
-                mean = total_sum / len(names)
-        atomic.write_bytes(lmdb_tmp / "mean.binaryproto", lmdb_io.mean_blob(mean[None]))
-    with atomic.staged_path(data_dir / "splits", is_dir=True) as splits_tmp:
+                mean = view_sum / summary[name]["total"]
+        atomic.write_bytes(lmdb_tmp / Path(DataFolder.MEAN).name, lmdb_io.mean_blob(mean[None]))
+    with atomic.staged_path(data.splits_dir, is_dir=True) as splits_tmp:
         split.write_split_csvs(splits, splits_tmp)
-    _write_skipped(data_dir, skipped)
+    _write_skipped(data, skipped)
     manifest = {
         "format": FORMAT,
         "built": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "build_hash": build_hash,
         "inputs": inputs,
-        "parameters": params,
+        "parameters": params.manifest(),
         "class_order": list(paper.CLASSES),
         "splits": summary,
-        "lmdb": {name: f"lmdb/{name}" for name in split.SPLITS},
-        "mean": "lmdb/mean.binaryproto",
+        "lmdb": {name: f"{DataFolder.LMDB}/{name}" for name in split.SPLITS},
+        "mean": DataFolder.MEAN,
         "skipped": len(skipped),
         "build_seconds": round(time.perf_counter() - start, 2),
         "workers": workers,
     }
-    atomic.write_text(data_dir / MANIFEST, json.dumps(manifest, indent=2) + "\n")
-    _images = []
+    atomic.write_text(data.manifest, json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 
+def _decode(dataset: i3a.I3ASet, skip_bad: bool, workers: int, progress: bool):
+    """Decode every image before anything is written: bad PNGs stop the run here. Returns the
+    usable records, {id: image} and the skipped items (reader's and decoder's)."""
+    records = dataset.records
+    with _pool(workers) as pool:
+        decoded = list(tqdm(pool.imap(i3a.load_images, _chunks(records, _CHUNK * 4)),
+                            total=-(-len(records) // (_CHUNK * 4)), desc="read cells",
+                            unit="x256", disable=not progress))
+    images = [img for part, _ in decoded for img in part]
+    errors = [err for _, errs in decoded for err in errs]
+    if errors and not skip_bad:
+        raise i3a.I3AError(errors[0].reason + (f" (and {len(errors) - 1} more unreadable)"
+                                               if len(errors) > 1 else ""), errors[0].file)
+    keep = [k for k, img in enumerate(images) if img is not None]
+    return ([records[k] for k in keep], {records[k].id: images[k] for k in keep},
+            dataset.skipped + errors)
+
+
+def _write_split_lmdb(path: Path, name: str, recs: list, images: dict, key_seed: list[int],
+                      params: BuildParams, workers: int, progress: bool) -> tuple[dict, np.ndarray]:
+    """Augment (training only), shuffle and write one split's LMDB; returns its summary and the
+    sum of its views (for the mean image)."""
+    size = paper.INPUT_SIZE
+    train = name == "train"
+    angles = [augment.rotation_angles(r.label, params.rotation_steps_deg) if train else [0]
+              for r in recs]
+    names = [f"{r.id}_r{a:03d}" if train else r.id for r, angs in zip(recs, angles) for a in angs]
+    labels = [r.label for r, angs in zip(recs, angles) for _ in angs]
+    keys = lmdb_io.shuffled_keys(names, key_seed)
+    starts = np.cumsum([0] + [len(a) for a in angles]).tolist()
+    # Workers write their views straight into memory shared with this process (an anonymous
+    # shared mapping made before the fork) instead of pickling them back.
+    views = np.frombuffer(mmap.mmap(-1, max(len(names), 1) * size * size), np.uint8,
+                          len(names) * size * size).reshape(-1, size, size)
+    jobs = [([r.id for r in part], [r.label for r in part], starts[j * _CHUNK], train)
+            for j, part in enumerate(_chunks(recs, _CHUNK))]
+    view_sum = np.zeros((size, size), np.float64)
+    with _pool(workers, _Shared(images, views, params)) as pool:
+        for part_sum in tqdm(pool.imap_unordered(_views, jobs), total=len(jobs),
+                             desc=f"augment {name}", unit=f"x{_CHUNK}", disable=not progress):
+            view_sum += part_sum     # integer-valued: exact in any order
+    # Written in key order (the order Caffe reads), so LMDB can append.
+    framing = [lmdb_io.datum_framing((ledger.INPUT_CHANNELS, size, size), c)
+               for c in range(paper.NUM_CLASSES)]
+    order = sorted(range(len(names)), key=keys.__getitem__)
+    entries = ((keys[i], b"".join((framing[labels[i]][0], views[i], framing[labels[i]][1])))
+               for i in order)
+    lmdb_io.write_lmdb(path, entries, count=len(names),
+                       value_size=len(b"".join(framing[0])) + size * size, append=True,
+                       desc=f"{DataFolder.LMDB}/{name}" if progress else None)
+    summary = {"total": len(names), "per_class": [labels.count(c)
+                                                  for c in range(paper.NUM_CLASSES)],
+               "cells": len(recs),
+               "cells_per_class": [sum(r.label == c for r in recs)
+                                   for c in range(paper.NUM_CLASSES)]}
+    return summary, view_sum
+
+
+@dataclass
+class _Shared:
+    """What the augmentation workers read and write: handed over at fork, never pickled."""
+    images: dict            # cell id -> decoded image
+    views: np.ndarray       # (views, 76, 76) of the split being built, in shared memory
+    params: BuildParams
+
+
+_worker: _Shared | None = None   # set in each worker process by _init_worker only
+
+
+def _init_worker(shared: _Shared | None) -> None:
+    global _worker
+    _worker = shared
+
+
 def _views(job) -> np.ndarray:
-    """Worker: writes every view of some cells into `_out` from view `start` on and returns
-    their sum (for the mean)."""
-    indices, labels, start, rotate, steps, border, stretch = job
+    """Worker: writes every view of some cells into the shared array from view `start` on and
+    returns their sum (for the mean)."""
+    ids, labels, start, rotate = job
+    p = _worker.params
     total = np.zeros((paper.INPUT_SIZE, paper.INPUT_SIZE), np.float64)
-    for k, label in zip(indices, labels):
-        angles = augment.rotation_angles(label, steps) if rotate else None
-        views = augment.cell_views(_images[k], angles, border=border, stretch=stretch)
-        _out[start:start + len(views)] = views
+    for cell_id, label in zip(ids, labels):
+        angles = augment.rotation_angles(label, p.rotation_steps_deg) if rotate else None
+        views = augment.cell_views(_worker.images[cell_id], angles, border=p.border,
+                                   stretch=p.stretch)
+        _worker.views[start:start + len(views)] = views
         start += len(views)
         total += views.sum(axis=0, dtype=np.float64)
     return total
 
 
-def _pool(workers: int):
-    """A fork Pool whose workers run OpenCV on one thread: each is one of `workers` processes,
-    and OpenCV's own threads on ~70x70 images oversubscribe the cores and cost more than they
-    save (measured ~30% more per view). Set in this process around the fork, since changing it
-    inside a forked child can hang on this process's OpenCV thread pool."""
+def _pool(workers: int, shared: _Shared | None = None):
+    """A fork Pool whose workers get `shared` at fork (the initializer's arguments of a fork
+    context are inherited, not pickled) and run OpenCV on one thread: each is one of `workers`
+    processes, and OpenCV's own threads on ~70x70 images oversubscribe the cores and cost more
+    than they save (measured ~30% more per view). Set in this process around the fork, since
+    changing it inside a forked child can hang on this process's OpenCV thread pool."""
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
     try:
-        return get_context("fork").Pool(workers)
+        return get_context("fork").Pool(workers, initializer=_init_worker, initargs=(shared,))
     finally:
         cv2.setNumThreads(threads)
 
@@ -200,28 +238,21 @@ def _hash_inputs(root: Path, dataset: i3a.I3ASet) -> dict:
     return out
 
 
-def _current_manifest(data_dir: Path) -> dict | None:
-    """The manifest, if it and every output it names are present."""
-    path = data_dir / MANIFEST
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    needed = [data_dir / p for p in manifest.get("lmdb", {}).values()]
-    needed += [data_dir / "lmdb" / "mean.binaryproto"]
-    needed += [data_dir / "splits" / f"{s}.csv" for s in split.SPLITS]
-    return manifest if all(p.exists() for p in needed) else None
+def _remove_stale_temporaries(data: DataFolder) -> None:
+    """Temporaries of a killed earlier run (SIGKILL skips their cleanup); never the outputs."""
+    for name in (data.lmdb_dir.name, data.splits_dir.name):
+        for stale in data.path.glob(f".{name}.*.tmp"):
+            shutil.rmtree(stale, ignore_errors=True)
 
 
-def _write_skipped(data_dir: Path, skipped: list[i3a.I3AError]) -> None:
-    """DATA_DIR/skipped.csv lists what --skip-bad left out; absent when nothing was."""
-    path = data_dir / "skipped.csv"
+def _write_skipped(data: DataFolder, skipped: list[i3a.I3AError]) -> None:
+    """skipped.csv lists what --skip-bad left out; absent when nothing was."""
     if not skipped:
-        path.unlink(missing_ok=True)
+        data.skipped.unlink(missing_ok=True)
         return
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["file", "line", "reason"])
     for err in skipped:
         writer.writerow([err.file, err.line or "", err.reason])
-    atomic.write_text(path, buf.getvalue())
+    atomic.write_text(data.skipped, buf.getvalue())

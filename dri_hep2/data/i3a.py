@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from .. import paper
+from ..errors import UserError
 
 CSV_NAME = "gt_training.csv"
 SPLIT_FOLDERS = {"training": "train", "validation": "val", "test": "test"}
@@ -34,7 +35,7 @@ _LABELS.update({"nuclear membrane": paper.CLASSES.index("NuMem"),
                 "numem": paper.CLASSES.index("NuMem")})
 
 
-class I3AError(ValueError):
+class I3AError(UserError):
     """Bad input: `file` (and `line` of a CSV) say where, `reason` what."""
 
     def __init__(self, reason: str, file: str | Path, line: int | None = None):

@@ -16,14 +16,14 @@ import numpy as np
 from tqdm import tqdm
 
 from .. import atomic
-from ..caffe_env import import_caffe
+from ..caffe_env import pycaffe
 
 _PAGE = 4096            # LMDB's page size on Linux
 _COMMIT_EVERY = 2048    # a write transaction holds at most 2^17 dirty pages: commit well before
 
 
 def caffe_pb2():
-    return import_caffe().proto.caffe_pb2
+    return pycaffe().proto.caffe_pb2
 
 
 def encode_datum(img: np.ndarray, label: int) -> bytes:
@@ -128,6 +128,15 @@ def read_lmdb(path: str | Path) -> Iterable[tuple[bytes, bytes]]:
     try:
         with env.begin() as txn:
             yield from txn.cursor()
+    finally:
+        env.close()
+
+
+def lmdb_entries(path: str | Path) -> int:
+    """Number of records of an LMDB, from its statistics (nothing is read)."""
+    env = lmdb.open(str(path), readonly=True, lock=False, subdir=True)
+    try:
+        return env.stat()["entries"]
     finally:
         env.close()
 

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import atomic, paper
+from .. import atomic, ledger, paper
+from ..errors import UserError
 
 
 def split_counts(class_count: int) -> tuple[int, int, int]:
@@ -23,7 +24,12 @@ def split_counts(class_count: int) -> tuple[int, int, int]:
 SPLITS = ("train", "val", "test")
 
 
-def split_records(records, *, seed: int = paper.RANDOM_SEED,
+def i3a_val_size() -> int:
+    """Validation cells of I3A under the paper's split: 2176 (Table 2's I3A row, D10)."""
+    return sum(split_counts(n)[1] for n in paper.I3A_COUNTS)
+
+
+def split_records(records, *, seed: int = ledger.RANDOM_SEED,
                   protocol: str = "cell") -> dict[str, list]:
     """Cell records -> {"train", "val", "test"} lists, sorted by ID.
 
@@ -37,11 +43,11 @@ def split_records(records, *, seed: int = paper.RANDOM_SEED,
         return {s: sorted((r for r in records if r.split == s), key=lambda r: r.id)
                 for s in SPLITS}
     if protocol not in ("cell", "specimen"):
-        raise ValueError(f"unknown split protocol {protocol!r} (cell or specimen)")
+        raise UserError(f"unknown split protocol {protocol!r} (cell or specimen)")
     if protocol == "specimen":
         missing = [r.id for r in records if not r.specimen]
         if missing:
-            raise ValueError(f"--protocol specimen needs a specimen ID for every cell; "
+            raise UserError(f"--protocol specimen needs a specimen ID for every cell; "
                              f"{len(missing)} have none (first: image {missing[0]})")
     out: dict[str, list] = {s: [] for s in SPLITS}
     for label in sorted({r.label for r in records}):

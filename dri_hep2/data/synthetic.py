@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .. import atomic, paper
+from .. import atomic, ledger, paper
 from .i3a import CSV_NAME
 
 SPECIMENS_PER_CLASS = 8        # ASSUMPTIONS.md D8: enough for a 64/16/20 specimen split
@@ -42,7 +42,7 @@ def class_counts(scale: float = 1.0) -> tuple[int, ...]:
     return tuple(max(1, round(n * scale)) for n in paper.I3A_COUNTS)
 
 
-def make_replica(out: str | Path, *, scale: float = 1.0, seed: int = paper.RANDOM_SEED,
+def make_replica(out: str | Path, *, scale: float = 1.0, seed: int = ledger.RANDOM_SEED,
                  workers: int | None = None, montage: bool = True,
                  progress: bool = True) -> Path:
     """Write a replica in I3A's contest layout to `out` (atomically) and return `out`.

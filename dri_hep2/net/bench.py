@@ -13,14 +13,13 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass
 
 from .. import paper
-from ..caffe_env import caffe_binary
-from . import build, describe
-from .blocks import L, _caffe as caffe
+from ..caffe_env import Gpus, caffe_binary
+from . import build, describe, proto
+from .proto import L, caffe
 
 SGEMM_SIZE = 2048
 _AVERAGE = re.compile(r"Average Forward-Backward:\s*([0-9.]+)\s*ms")
@@ -52,12 +51,7 @@ def sgemm_gflops(size: int = SGEMM_SIZE, repeats: int = 5) -> float:
     ns.x = L.Input(shape=dict(dim=[size, size]))
     ns.y = L.InnerProduct(ns.x, num_output=size, bias_term=False,
                           weight_filler=dict(type="gaussian", std=0.01))
-    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as f:
-        f.write(build.to_text(ns.to_proto()))
-    try:
-        net = caffe.Net(f.name, caffe.TEST)
-    finally:
-        os.unlink(f.name)
+    net = proto.load(ns.to_proto())
     net.blobs["x"].data[...] = 1.0
     net.forward()   # warm-up: page in the buffers, start BLAS threads
     best = float("inf")
@@ -69,21 +63,16 @@ def sgemm_gflops(size: int = SGEMM_SIZE, repeats: int = 5) -> float:
 
 
 def caffe_time(variant: str, batch_size: int = paper.BATCH_SIZE, iterations: int = 3,
-               gpu: int | None = None) -> Timing:
+               gpus: Gpus = Gpus()) -> Timing:
     """Run `caffe time` on the variant's training net; FLOPs from describe."""
     d = describe.describe(net_param=build.deploy(variant))
-    net = build.benchmark(variant, batch_size)
-    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as f:
-        f.write(build.to_text(net))
-    cmd = [str(caffe_binary()), "time", "-model", f.name, "-iterations", str(iterations)]
-    if gpu is not None:
-        cmd += ["-gpu", str(gpu)]
     # caffe time reports through glog's INFO log; make sure it reaches us.
     env = dict(os.environ, GLOG_minloglevel="0", GLOG_logtostderr="1")
-    try:
+    with proto.temporary(build.benchmark(variant, batch_size)) as model:
+        cmd = [str(caffe_binary()), "time", "-model", str(model), "-iterations", str(iterations)]
+        if gpus:
+            cmd += ["-gpu", str(gpus.first)]
         out = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    finally:
-        os.unlink(f.name)
     match = _AVERAGE.search(out.stderr + out.stdout)
     if out.returncode != 0 or match is None:
         raise RuntimeError(f"caffe time failed for {variant} (exit {out.returncode}):\n"
@@ -97,7 +86,7 @@ def table(timings: list[Timing], sgemm: float) -> str:
              f"/ sgemm ({sgemm:.1f} GFLOP/s) | params | MFLOP / image (fwd) |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for t in timings:
-        lines.append(f"| {paper.VARIANT_TITLES[t.variant]} | {t.batch_size} | "
+        lines.append(f"| {paper.VARIANTS[t.variant].title} | {t.batch_size} | "
                      f"{t.ms_per_iter:,.0f} | {t.gflop_per_iter:.1f} | {t.gflops:.1f} | "
                      f"{t.gflops / sgemm:.2f} | {t.params:,} | {t.forward_mflop_per_image:,.0f} |")
     return "\n".join(lines)

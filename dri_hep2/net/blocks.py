@@ -7,11 +7,8 @@ the evaluation find layers by name.
 """
 from __future__ import annotations
 
-from .. import paper
-from ..caffe_env import import_caffe
-
-_caffe = import_caffe()
-L, P = _caffe.layers, _caffe.params
+from .. import ledger, paper
+from .proto import L, P
 
 # Caffe's GoogLeNet convention: weights at the base rate with decay, biases at twice the rate
 # without decay (reference-facts section 3).
@@ -21,7 +18,7 @@ LEARNED_PARAMS = [dict(lr_mult=1, decay_mult=1), dict(lr_mult=2, decay_mult=0)]
 def _fillers() -> dict:
     """xavier weights (section 2.3) and constant biases (ASSUMPTIONS.md N10)."""
     return dict(weight_filler=dict(type=paper.WEIGHT_FILLER),
-                bias_filler=dict(type="constant", value=paper.BIAS_FILLER_VALUE))
+                bias_filler=dict(type="constant", value=ledger.BIAS_FILLER_VALUE))
 
 
 def conv(ns, name: str, bottom, num_output: int, kernel: int, stride: int = 1):
@@ -38,9 +35,9 @@ def fc(ns, name: str, bottom, num_output: int):
 
 def prelu(ns, name: str, bottom):
     """In-place PReLU, the only non-linearity of the net (section 2.1); slopes decay by
-    paper.PRELU_DECAY_MULT (ASSUMPTIONS.md N11)."""
+    ledger.PRELU_DECAY_MULT (ASSUMPTIONS.md N11)."""
     ns[name] = L.PReLU(bottom, in_place=True,
-                       param=[dict(lr_mult=1, decay_mult=paper.PRELU_DECAY_MULT)])
+                       param=[dict(lr_mult=1, decay_mult=ledger.PRELU_DECAY_MULT)])
     return ns[name]
 
 
@@ -80,7 +77,7 @@ def shortcut(ns, name: str, residual, source, source_act, source_width: int,
         ns[f"{name}_residual"] = L.Eltwise(residual, proj, operation=P.Eltwise.SUM)
         return ns[f"{name}_residual"]
     if form != "zero_pad":
-        raise ValueError(f"unknown shortcut form {form!r}; choose one of {paper.SHORTCUTS}")
+        raise ValueError(f"unknown shortcut form {form!r}; choose one of {ledger.SHORTCUTS}")
     if source_width > residual_width:
         raise ValueError(f"{name}: a zero-padding shortcut cannot narrow {source_width} "
                          f"channels to {residual_width}")
@@ -96,7 +93,7 @@ def shortcut(ns, name: str, residual, source, source_act, source_width: int,
 
 
 def dri_block(ns, name: str, bottom, widths: paper.BlockWidths,
-              shortcut_form: str = paper.SHORTCUT):
+              shortcut_form: str = ledger.SHORTCUT):
     """One DRI block (section 2.2, Table 1): four branches concatenated into `<name>/output`.
 
     - 1x1;
@@ -161,11 +158,12 @@ def aux_head(ns, index: int, bottom):
     average pool 5, stride 3 -> pre-activated 1x1 conv -> PReLU -> FC<index>-0 -> PReLU ->
     dropout 0.7 -> FC<index> (6 scores, `loss<index>/classifier`)."""
     p = f"loss{index}"
-    ns[f"{p}/ave_pool"] = L.Pooling(bottom, pool=P.Pooling.AVE, kernel_size=paper.AUX_POOL_KERNEL,
+    ns[f"{p}/ave_pool"] = L.Pooling(bottom, pool=P.Pooling.AVE,
+                                    kernel_size=ledger.AUX_POOL_KERNEL,
                                     stride=paper.AUX_POOL_STRIDE)
-    c = bn_prelu_conv(ns, f"{p}/conv", ns[f"{p}/ave_pool"], paper.AUX_CONV, 1)
+    c = bn_prelu_conv(ns, f"{p}/conv", ns[f"{p}/ave_pool"], ledger.AUX_CONV, 1)
     c = prelu(ns, f"{p}/prelu_conv", c)
-    h = fc(ns, f"{p}/fc", c, paper.AUX_FC)
+    h = fc(ns, f"{p}/fc", c, ledger.AUX_FC)
     h = prelu(ns, f"{p}/prelu_fc", h)
     ns[f"{p}/drop_fc"] = L.Dropout(h, dropout_ratio=paper.AUX_DROPOUT, in_place=True)
     return fc(ns, f"{p}/classifier", ns[f"{p}/drop_fc"], paper.NUM_CLASSES)
@@ -173,9 +171,9 @@ def aux_head(ns, index: int, bottom):
 
 def main_head(ns, bottom):
     """Primary classifier FC3: the last block's output pre-activated (as in pre-activation
-    ResNets), global average pool, dropout paper.MAIN_DROPOUT (N6), 6 scores."""
+    ResNets), global average pool, dropout ledger.MAIN_DROPOUT (N6), 6 scores."""
     x = bn_prelu(ns, "loss3/input", bottom)
     ns["loss3/ave_pool"] = L.Pooling(x, pool=P.Pooling.AVE, global_pooling=True)
-    ns["loss3/drop"] = L.Dropout(ns["loss3/ave_pool"], dropout_ratio=paper.MAIN_DROPOUT,
+    ns["loss3/drop"] = L.Dropout(ns["loss3/ave_pool"], dropout_ratio=ledger.MAIN_DROPOUT,
                                  in_place=True)
     return fc(ns, "loss3/classifier", ns["loss3/drop"], paper.NUM_CLASSES)

@@ -15,33 +15,34 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from google.protobuf import text_format
-
-from .. import paper
+from .. import ledger, paper
+from ..data.folder import DataFolder
 from . import blocks
-from .blocks import L, P, _caffe as caffe
-
-VARIANTS = ("dri", "sri", "inception", "shallow_inception")
-SHALLOW = ("sri", "shallow_inception")
-INCEPTION = ("inception", "shallow_inception")
+from .proto import L, P, caffe
 
 
-def check_variant(variant: str) -> None:
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+def variant_of(name: str) -> paper.Variant:
+    """The Table 3(a) row of a variant key (paper.VARIANTS is the one list of them)."""
+    if name not in paper.VARIANTS:
+        raise ValueError(f"unknown variant {name!r}; choose one of {', '.join(paper.VARIANTS)}")
+    return paper.VARIANTS[name]
+
+
+def is_inception(variant: str) -> bool:
+    """Built of ref. [16]'s Inception modules rather than DRI blocks (section 3.3)."""
+    return variant_of(variant).module == "inception"
 
 
 def stages(variant: str) -> tuple[tuple[str, ...], ...]:
     """Table 1 columns (keys of paper.TABLE1) the variant keeps, grouped by stage."""
-    check_variant(variant)
-    removed = paper.SRI_REMOVED if variant in SHALLOW else ()
+    removed = paper.SRI_REMOVED if variant_of(variant).shallow else ()
     return tuple(tuple(b for b in stage if b not in removed) for stage in paper.STAGES)
 
 
 def block_name(variant: str, column: str) -> str:
     """Layer-name prefix of a block: `dri_1_1` for DRI blocks, `inception_1_1` for Inception
     modules (bvlc_googlenet names its modules `inception_3a`)."""
-    return column.replace("dri", "inception", 1) if variant in INCEPTION else column
+    return column.replace("dri", "inception", 1) if is_inception(variant) else column
 
 
 def widths(dri_2_3_1x1: int | None = None) -> dict[str, paper.BlockWidths]:
@@ -58,21 +59,21 @@ def widths(dri_2_3_1x1: int | None = None) -> dict[str, paper.BlockWidths]:
 def _body(ns, variant: str, data, shortcut: str, dri_2_3_1x1: int | None):
     """Stem, blocks and the three heads; returns the classifier Tops of FC1, FC2, FC3."""
     table = widths(dri_2_3_1x1)
-    x = blocks.conv(ns, "conv1/7x7_s2", data, paper.STEM_CONV1, 7, stride=2)
+    x = blocks.conv(ns, "conv1/7x7_s2", data, ledger.STEM_CONV1, 7, stride=2)
     x = blocks.max_pool(ns, "pool1/3x3_s2", x)
-    x = blocks.bn_prelu_conv(ns, "conv2/3x3_reduce", x, paper.STEM_CONV2_REDUCE, 1)
-    x = blocks.bn_prelu_conv(ns, "conv2/3x3", x, paper.STEM_CONV2, 3)
+    x = blocks.bn_prelu_conv(ns, "conv2/3x3_reduce", x, ledger.STEM_CONV2_REDUCE, 1)
+    x = blocks.bn_prelu_conv(ns, "conv2/3x3", x, ledger.STEM_CONV2, 3)
     classifiers = []
     for number, stage in enumerate(stages(variant), start=1):
         if number > 1:
             x = blocks.max_pool(ns, f"pool{number}/3x3_s2", x)
         for column in stage:
             name = block_name(variant, column)
-            if variant in INCEPTION:
+            if is_inception(variant):
                 x = blocks.inception_block(ns, name, x, table[column])
             else:
                 x = blocks.dri_block(ns, name, x, table[column], shortcut)
-        if number in paper.AUX_AFTER_STAGES:
+        if number in ledger.AUX_AFTER_STAGES:
             classifiers.append(blocks.aux_head(ns, len(classifiers) + 1, x))
     classifiers.append(blocks.main_head(ns, x))
     return classifiers
@@ -96,23 +97,23 @@ def _probabilities(ns, classifiers, **phase) -> None:
 
 def _data_layer(source: str, mean_file: str, batch_size: int, phase: int):
     return L.Data(source=source, backend=P.Data.LMDB, batch_size=batch_size, ntop=2,
-                  transform_param=dict(mean_file=mean_file, scale=paper.INPUT_SCALE),
+                  transform_param=dict(mean_file=mean_file, scale=ledger.INPUT_SCALE),
                   include=dict(phase=phase))
 
 
-def train_val(variant: str, data_dir: str = "data", batch_size: int = paper.BATCH_SIZE,
-              test_batch_size: int = paper.TEST_BATCH_SIZE, shortcut: str = paper.SHORTCUT,
+def train_val(variant: str, data_dir: str | Path = "data", batch_size: int = paper.BATCH_SIZE,
+              test_batch_size: int = ledger.TEST_BATCH_SIZE, shortcut: str = ledger.SHORTCUT,
               dri_2_3_1x1: int | None = None, bn_moving_average: float | None = None):
-    """The training / validation net: LMDB Data layers `<data_dir>/lmdb/{train,val}` with the
-    training mean subtracted and paper.INPUT_SCALE applied (N9), the three weighted losses,
-    and in TEST the top-1 accuracy of each branch and of the fused prediction.
+    """The training / validation net: LMDB Data layers of the data folder's train and val
+    splits with the training mean subtracted and ledger.INPUT_SCALE applied (N9), the three
+    weighted losses, and in TEST the top-1 accuracy of each branch and of the fused prediction.
 
     `bn_moving_average` sets every BatchNorm's moving_average_fraction (Caffe's default 0.999
     when None); a short schedule needs a short window (ASSUMPTIONS.md T7)."""
-    data_dir = str(data_dir).rstrip("/")
-    mean_file = f"{data_dir}/lmdb/mean.binaryproto"
+    data = DataFolder(data_dir)
+    mean_file = str(data.mean)
     ns = caffe.NetSpec()
-    ns.data, ns.label = _data_layer(f"{data_dir}/lmdb/train", mean_file, batch_size,
+    ns.data, ns.label = _data_layer(str(data.lmdb("train")), mean_file, batch_size,
                                     caffe.TRAIN)
     classifiers = _body(ns, variant, ns.data, shortcut, dri_2_3_1x1)
     _losses(ns, classifiers, ns.label)
@@ -123,7 +124,7 @@ def train_val(variant: str, data_dir: str = "data", batch_size: int = paper.BATC
     ns["fused/top-1"] = L.Accuracy(ns["prob"], ns.label, **test)
     net = ns.to_proto()
     # NetSpec gives one layer per top name; the TEST phase's Data layer is a copy of TRAIN's.
-    val = _data_layer(f"{data_dir}/lmdb/val", mean_file, test_batch_size, caffe.TEST)
+    val = _data_layer(str(data.lmdb("val")), mean_file, test_batch_size, caffe.TEST)
     val_proto = caffe.NetSpec()
     val_proto.data, val_proto.label = val
     net.layer.insert(1, val_proto.to_proto().layer[0])
@@ -135,11 +136,11 @@ def train_val(variant: str, data_dir: str = "data", batch_size: int = paper.BATC
     return net
 
 
-def deploy(variant: str, shortcut: str = paper.SHORTCUT, dri_2_3_1x1: int | None = None):
+def deploy(variant: str, shortcut: str = ledger.SHORTCUT, dri_2_3_1x1: int | None = None):
     """The inference net: Input `data` 1x1x76x76 (mean-subtracted and scaled by the caller as
     the Data layer does, N9), softmax per branch `loss<k>/prob` and their sum `prob`."""
     ns = caffe.NetSpec()
-    ns.data = L.Input(shape=dict(dim=[1, paper.INPUT_CHANNELS, paper.INPUT_SIZE,
+    ns.data = L.Input(shape=dict(dim=[1, ledger.INPUT_CHANNELS, paper.INPUT_SIZE,
                                       paper.INPUT_SIZE]))
     _probabilities(ns, _body(ns, variant, ns.data, shortcut, dri_2_3_1x1))
     net = ns.to_proto()
@@ -147,12 +148,12 @@ def deploy(variant: str, shortcut: str = paper.SHORTCUT, dri_2_3_1x1: int | None
     return net
 
 
-def benchmark(variant: str, batch_size: int = paper.BATCH_SIZE, shortcut: str = paper.SHORTCUT,
-              dri_2_3_1x1: int | None = None):
+def benchmark(variant: str, batch_size: int = paper.BATCH_SIZE,
+              shortcut: str = ledger.SHORTCUT, dri_2_3_1x1: int | None = None):
     """The training net with Input layers in place of the LMDBs, for `caffe time` (which
     builds the TRAIN phase): same layers and losses as train_val, no data to read."""
     ns = caffe.NetSpec()
-    ns.data, ns.label = L.Input(shape=[dict(dim=[batch_size, paper.INPUT_CHANNELS,
+    ns.data, ns.label = L.Input(shape=[dict(dim=[batch_size, ledger.INPUT_CHANNELS,
                                                  paper.INPUT_SIZE, paper.INPUT_SIZE]),
                                        dict(dim=[batch_size])], ntop=2)
     _losses(ns, _body(ns, variant, ns.data, shortcut, dri_2_3_1x1), ns.label)
@@ -160,14 +161,3 @@ def benchmark(variant: str, batch_size: int = paper.BATCH_SIZE, shortcut: str = 
     net.name = variant
     return net
 
-
-def to_text(message) -> str:
-    """Prototxt text of a NetParameter or SolverParameter, as committed."""
-    return text_format.MessageToString(message)
-
-
-def load(path):
-    """Parse a net prototxt file into a NetParameter."""
-    net = caffe.proto.caffe_pb2.NetParameter()
-    text_format.Merge(Path(path).read_text(), net)
-    return net

@@ -7,15 +7,11 @@ Caffe allocated. So the table printed is what Caffe would train, not what we mea
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from google.protobuf import text_format
-
 from .. import paper
-from .blocks import _caffe as caffe
+from . import proto
 
 # Table 1's rows: (branch label, position of the convolution within its branch).
 TABLE1_ROWS = (("1 x 1 branch", 0, 0), ("3 x 3 branch", 1, 0), ("", 1, 1),
@@ -72,27 +68,10 @@ def paper_table1(column: str, inception: bool = False) -> list[list[tuple[int, i
     return [[(1, w.b1x1)], [(1, w.b3x3_reduce), (3, w.b3x3)], deep, [(1, w.pool_proj)]]
 
 
-def load(prototxt: str | Path | None = None, net_param=None, phase: str = "TEST"):
-    """caffe.Net and NetParameter of a prototxt file (or of a NetParameter)."""
-    if net_param is None:
-        net_param = caffe.proto.caffe_pb2.NetParameter()
-        text_format.Merge(Path(prototxt).read_text(), net_param)
-    if prototxt is None:
-        fd, tmp = tempfile.mkstemp(suffix=".prototxt")
-        with os.fdopen(fd, "w") as f:
-            f.write(text_format.MessageToString(net_param))
-        try:
-            net = caffe.Net(tmp, getattr(caffe, phase))
-        finally:
-            os.unlink(tmp)
-    else:
-        net = caffe.Net(str(prototxt), getattr(caffe, phase))
-    return net, net_param
-
-
 def describe(prototxt: str | Path | None = None, net_param=None) -> Description:
     """Load a net (TEST phase) and re-derive its structure. Give a file or a NetParameter."""
-    net, param = load(prototxt, net_param)
+    param = net_param if net_param is not None else proto.read(prototxt)
+    net = proto.load(param)
     proto_layers = {layer.name: layer for layer in param.layer}
     types = {name: net.layer_dict[name].type for name in net._layer_names}
     blocks = [_block(net, proto_layers, types, name[:-len("/output")])
@@ -147,7 +126,7 @@ def _block(net, proto_layers, types, prefix: str) -> Block:
                 branch.shortcut = "identity"
             elif types[n] == "Pooling":
                 pp = proto_layers[n].pooling_param
-                method = caffe.proto.caffe_pb2.PoolingParameter.PoolMethod.Name(pp.pool)
+                method = proto.caffe_pb2.PoolingParameter.PoolMethod.Name(pp.pool)
                 branch.pool = f"{method} {pp.kernel_size}"
         branches.append(branch)
     out = net.blobs[f"{prefix}/output"].data.shape

@@ -4,8 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import atomic
-from . import build
-from .blocks import _caffe  # noqa: F401  (caffe.draw needs pycaffe on the path first)
+from . import build, proto  # noqa: F401  (proto: caffe.draw needs pycaffe imported first)
 
 # 72 dpi keeps the tallest diagram (DRI, about 230 layers) legible at a third less file size
 # than graphviz's default 96.

@@ -3,8 +3,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import atomic
-from . import build, solver
+from .. import atomic, paper
+from ..data.split import i3a_val_size
+from ..run import RunDir
+from . import build, proto, solver
+
+
+def committed_paths(variant: str) -> dict[str, str]:
+    """Where the committed files of a variant live, relative to the repository root."""
+    return {"train_val": f"prototxt/{variant}_train_val.prototxt",
+            "deploy": f"prototxt/{variant}_deploy.prototxt",
+            "solver": f"solver/{variant}_solver.prototxt",
+            "short_solver": f"solver/{variant}_short_solver.prototxt"}
 
 
 def committed_files(variant: str, **net_options) -> dict[str, str]:
@@ -14,20 +24,21 @@ def committed_files(variant: str, **net_options) -> dict[str, str]:
     from `data/`, snapshots to `results/<variant>/snapshots/`. `net_options` (shortcut,
     dri_2_3_1x1) go to the builders; the committed files use none.
     """
-    train_val = f"prototxt/{variant}_train_val.prototxt"
-    prefix = f"results/{variant}/snapshots/{variant}"
-    val_size = solver.i3a_val_size()
+    paths = committed_paths(variant)
+    prefix = str(Path("results", variant, RunDir(variant).snapshot_prefix(variant)))
+    val_size = i3a_val_size()
     return {
-        train_val: build.to_text(build.train_val(variant, data_dir="data", **net_options)),
-        f"prototxt/{variant}_deploy.prototxt": build.to_text(build.deploy(variant, **net_options)),
-        f"solver/{variant}_solver.prototxt":
-            build.to_text(solver.solver(variant, "paper", train_val, prefix, val_size)),
-        f"solver/{variant}_short_solver.prototxt":
-            build.to_text(solver.solver(variant, "short", train_val, prefix, val_size)),
+        paths["train_val"]: proto.to_text(build.train_val(variant, data_dir="data",
+                                                          **net_options)),
+        paths["deploy"]: proto.to_text(build.deploy(variant, **net_options)),
+        paths["solver"]: proto.to_text(
+            solver.solver(variant, "paper", paths["train_val"], prefix, val_size)),
+        paths["short_solver"]: proto.to_text(
+            solver.solver(variant, "short", paths["train_val"], prefix, val_size)),
     }
 
 
-def generate(root: str | Path, variants=build.VARIANTS, **net_options) -> list[Path]:
+def generate(root: str | Path, variants=tuple(paper.VARIANTS), **net_options) -> list[Path]:
     """Write every variant's files under `root`; returns the paths written."""
     written = []
     for variant in variants:

@@ -1,0 +1,58 @@
+"""Our choices for what the paper leaves open: every default here is ours, not Li & Shen's.
+
+Each value names its row of the assumptions ledger (ASSUMPTIONS.md), where the paper's own
+words, the reason and the knob that overrides it are written; tests check that every row named
+here exists there. What the paper does state is in `dri_hep2/paper.py`.
+"""
+from __future__ import annotations
+
+# --- Nets (rows N*) ---------------------------------------------------------------------------------
+# N1: the stem in front of DRI 1-1, bvlc_googlenet's conv1 / pool1 / conv2 without LRN and
+# without pool2, so that DRI 1-x run at 19x19, DRI 2-x at 9x9 and DRI 3-x at 4x4.
+STEM_CONV1 = 64              # conv1/7x7_s2: 7x7, stride 2 (the "1/2" of section 2.1)
+STEM_CONV2_REDUCE = 64       # conv2/3x3_reduce: 1x1
+STEM_CONV2 = 192             # conv2/3x3: 3x3
+# N2: the identity shortcut between blobs of different widths: "zero_pad" (ResNet option A,
+# parameter free, stock Slice + Eltwise + Concat) or "projection" (a 1x1 convolution).
+SHORTCUT = "zero_pad"
+SHORTCUTS = ("zero_pad", "projection")
+# N4: where the auxiliary heads attach: after the last block of stages 1 and 2 ("shallow" and
+# "medium" features, section 2.1): DRI 1-2 and DRI 2-3 in DRI, DRI 1-1 and DRI 2-2 in SRI.
+# Stage numbers count from 1.
+AUX_AFTER_STAGES = (1, 2)
+# N5: the auxiliary heads' layers the lost Fig. 1 would give: bvlc_googlenet's.
+AUX_POOL_KERNEL = 5          # the "1/3" pool's kernel
+AUX_CONV = 128               # 1x1 conv, 128 maps
+AUX_FC = 1024                # FC1-0 / FC2-0 neurons
+# N6: dropout of the main head (not described): bvlc_googlenet's 0.4.
+MAIN_DROPOUT = 0.4
+# N9: Caffe's transform_param: subtract the training mean image, then multiply by this scale.
+INPUT_SCALE = 0.0078125      # 1/128: mean-subtracted grey levels to about [-1, 1]
+# N10: conv / fc biases are kept (Caffe's default) and start at this constant.
+BIAS_FILLER_VALUE = 0.0
+# N11: PReLU slopes without weight decay, as in the PReLU paper (ref. [19]).
+PRELU_DECAY_MULT = 0.0
+
+# --- Solver (rows N7, N8, N14) -------------------------------------------------------------------
+LR_STEPSIZE = 10000          # N7: the step policy's stepsize; lr reaches ~1e-6 at 290k
+WEIGHT_DECAY = 0.0002        # N8: bvlc_googlenet's
+RANDOM_SEED = 1701           # N14: one seed for split, augmentation order, key shuffle, solver
+TEST_BATCH_SIZE = 32         # N14: I3A's 2176 validation cells = 68 batches of 32
+TEST_INTERVAL = 4000         # N14: about half an epoch of the 192,540-image augmented set
+SNAPSHOT_INTERVAL = 10000    # N14
+DISPLAY_INTERVAL = 100       # N14
+
+# --- Data (rows D*) -------------------------------------------------------------------------------
+INPUT_CHANNELS = 1           # D6: cells decoded as 8-bit grey, one channel
+
+# --- The short CPU schedule and the demo (rows T1, T7) ---------------------------------------------
+SHORT_MAX_ITER = 400         # T1
+SHORT_STEPSIZE = 50          # T1
+SHORT_BASE_LR = 0.01         # T1
+SHORT_TEST_INTERVAL = 100    # T1
+SHORT_SNAPSHOT_INTERVAL = 200  # T1
+SHORT_DISPLAY_INTERVAL = 20  # T1
+# T7: BatchNorm's moving average in the short schedule. Caffe's default 0.999 averages the
+# statistics of ~1000 iterations: over a 400-iteration run, mostly those of early weights.
+SHORT_BN_MOVING_AVERAGE = 0.8
+DEMO_SCALE = 0.1             # T1: `make demo`'s synthetic replica, a fraction of I3A's counts

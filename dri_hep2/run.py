@@ -1,0 +1,171 @@
+"""A run folder (make's RUN_DIR): the one place that names its files and reads its state.
+
+    solver.prototxt, train_val.prototxt, deploy.prototxt   what Caffe ran (dri_hep2.train)
+    snapshots/<net>_iter_<N>.{caffemodel,solverstate}      Caffe's snapshots
+    train.log, log.csv, curves.png                         the log, parsed, plotted
+    run_manifest.json                                      code, Caffe build, inputs, sessions
+    eval.json, eval.md, confusion.png                      the evaluation (dri_hep2.evaluate)
+    README.md                                              the results page (dri_hep2.report)
+
+Caffe runs with the run folder as its working directory, so the solver's paths
+(`train_val.prototxt`, `snapshots/<net>`) and the `.solverstate` files stay valid if the folder
+is moved; only the data paths inside `train_val.prototxt` are absolute.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import subprocess
+from pathlib import Path
+
+from . import atomic, caffe_env
+from .data.folder import DataFolder
+from .errors import UserError
+
+_ITER_OF = re.compile(r"_iter_(\d+)\.(solverstate|caffemodel)$")
+
+
+class RunMismatch(UserError):
+    """The run folder holds snapshots of a different net, solver or data set."""
+
+
+def snapshot_iteration(path: Path) -> int:
+    """N of a Caffe snapshot `<prefix>_iter_<N>.caffemodel|solverstate`."""
+    m = _ITER_OF.search(Path(path).name)
+    if not m:
+        raise UserError(f"{path} is not a Caffe snapshot (<prefix>_iter_<N>.caffemodel)")
+    return int(m.group(1))
+
+
+def sha256(path: Path) -> str | None:
+    path = Path(path)
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+def git_commit() -> dict[str, object]:
+    """The toolkit's commit and whether tracked files differ from it."""
+    def git(*args: str) -> str:
+        # No git (a container) or no repository (a copied tree): the run is recorded without
+        # a commit rather than refused.
+        try:
+            out = subprocess.run(["git", *args], cwd=caffe_env.REPO_ROOT, capture_output=True,
+                                 text=True)
+        except FileNotFoundError:
+            return ""
+        return out.stdout.strip() if out.returncode == 0 else ""
+    return {"commit": git("rev-parse", "HEAD") or None,
+            "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+
+
+class RunDir:
+    """Paths and state of one run folder."""
+
+    SOLVER = "solver.prototxt"
+    TRAIN_VAL = "train_val.prototxt"
+    DEPLOY = "deploy.prototxt"
+    SNAPSHOTS = "snapshots"
+    LOG = "train.log"
+    LOG_CSV = "log.csv"
+    CURVES = "curves.png"
+    MANIFEST = "run_manifest.json"
+    EVAL_JSON = "eval.json"
+    EVAL_MD = "eval.md"
+    CONFUSION = "confusion.png"
+    PAGE = "README.md"
+    PROTOTXTS = (SOLVER, TRAIN_VAL, DEPLOY)
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    # --- files --------------------------------------------------------------------------------
+    solver = property(lambda self: self.path / self.SOLVER)
+    train_val = property(lambda self: self.path / self.TRAIN_VAL)
+    deploy = property(lambda self: self.path / self.DEPLOY)
+    snapshots = property(lambda self: self.path / self.SNAPSHOTS)
+    log = property(lambda self: self.path / self.LOG)
+    log_csv = property(lambda self: self.path / self.LOG_CSV)
+    curves = property(lambda self: self.path / self.CURVES)
+    manifest = property(lambda self: self.path / self.MANIFEST)
+    eval_json = property(lambda self: self.path / self.EVAL_JSON)
+    eval_md = property(lambda self: self.path / self.EVAL_MD)
+    confusion = property(lambda self: self.path / self.CONFUSION)
+    page = property(lambda self: self.path / self.PAGE)
+
+    def snapshot_prefix(self, net: str) -> str:
+        """The solver's snapshot_prefix, relative to the run folder (Caffe runs inside it)."""
+        return f"{self.SNAPSHOTS}/{net}"
+
+    # --- snapshots -----------------------------------------------------------------------------
+    def newest(self, suffix: str) -> Path | None:
+        """The snapshot with the highest iteration (`solverstate` or `caffemodel`)."""
+        found = list(self.snapshots.glob(f"*_iter_*.{suffix}"))
+        return max(found, key=snapshot_iteration) if found else None
+
+    def weights(self, given: str | Path | None = None) -> Path:
+        """The .caffemodel to use: `given` (WEIGHTS=) or the newest snapshot."""
+        if given:
+            given = Path(given)
+            if not given.is_file():
+                raise UserError(f"WEIGHTS={given}: no such file")
+            return given
+        newest = self.newest("caffemodel")
+        if newest is None:
+            raise UserError(f"no snapshot in {self.snapshots}: run 'make train "
+                            f"RUN_DIR={self.path}' first, or give WEIGHTS=<.caffemodel>")
+        return newest
+
+    def require(self, *names: str) -> "RunDir":
+        """Refuse a run folder without the files a tool reads, saying what makes them."""
+        if not self.path.is_dir():
+            raise UserError(f"no run folder {self.path}: run 'make train RUN_DIR={self.path}' "
+                            "first (or 'make demo')")
+        makers = {self.EVAL_JSON: "make eval", self.MANIFEST: "make train",
+                  self.LOG: "make train", self.DEPLOY: "make train",
+                  self.TRAIN_VAL: "make train", self.SOLVER: "make train"}
+        for name in names:
+            if not (self.path / name).is_file():
+                raise UserError(f"{self.path / name} missing: run "
+                                f"'{makers.get(name, 'make train')} RUN_DIR={self.path}' first")
+        return self
+
+    # --- manifest ------------------------------------------------------------------------------
+    def read_manifest(self) -> dict:
+        """run_manifest.json, or {} for a folder that has none (made by hand)."""
+        return json.loads(self.manifest.read_text()) if self.manifest.is_file() else {}
+
+    def write_manifest(self, data: DataFolder | None, sessions: list[dict],
+                       extra: dict) -> Path:
+        """run_manifest.json: code, Caffe build, input hashes and every session's command."""
+        manifest = {
+            **extra,
+            "git": git_commit(),
+            "caffe": caffe_env.build_info(),
+            "sha256": {**{name: sha256(self.path / name) for name in self.PROTOTXTS},
+                       "data manifest.json": sha256(data.manifest) if data else None},
+            "data_dir": str(data.path.resolve()) if data else None,
+            "sessions": sessions,
+        }
+        return atomic.write_text(self.manifest, json.dumps(manifest, indent=2) + "\n")
+
+    def check_unchanged(self, files: dict[str, str]) -> None:
+        """Before resuming from a snapshot: the run's prototxts must be what they were."""
+        changed = [name for name, text in files.items()
+                   if not (self.path / name).is_file() or (self.path / name).read_text() != text]
+        if changed:
+            raise RunMismatch(
+                f"{self.path} holds snapshots of another configuration ({', '.join(changed)} "
+                f"would change): use a new RUN_DIR, or delete {self.snapshots} to start over")
