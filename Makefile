@@ -1,5 +1,6 @@
 # DRI HEp-2 reproduction toolkit: every target runs real Caffe through the tools/ entry points.
-# `make help` lists the targets and the variables that steer them.
+# `make help` lists the targets and the variables that steer them. Sections follow the
+# pipeline: setup, data, nets, train, eval, report, whole experiments, container, tests.
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -25,16 +26,15 @@ WEIGHTS    ?=
 PYTEST_ARGS ?=
 
 VENV_STAMP  := $(VENV)/.installed
-CAFFE_STAMP := $(CAFFE_HOME)/BUILD_OK
 
-.PHONY: help setup venv caffe doctor test test-fast
-
+.PHONY: help
 help:  ## list targets
 	@grep -hE '^[a-z][a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
 	  awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 	@echo "Variables: NET=$(NET) GPU=$(GPU) SCHEDULE=$(SCHEDULE) DATA_DIR=$(DATA_DIR) RUN_DIR=$(RUN_DIR) I3A=$(I3A) CUDA=$(CUDA)"
 
-# --- setup -------------------------------------------------------------------------------
+# --- setup -------------------------------------------------------------------------------------
+.PHONY: setup venv caffe doctor
 setup: venv caffe  ## create .venv and build Caffe (idempotent; a prerequisite of every target)
 
 venv: $(VENV_STAMP)  ## virtual environment with the pinned Python dependencies
@@ -49,20 +49,12 @@ caffe: $(VENV_STAMP)  ## build BVLC Caffe from Debian's source (cached by build 
 doctor: setup  ## report Caffe, BLAS, Python and library versions; fail if a piece is missing
 	$(PY) tools/doctor.py
 
-# --- tests ---------------------------------------------------------------------------------
-test: setup  ## the whole test suite, slow end-to-end tests included (what CI runs)
-	$(PY) -m pytest $(PYTEST_ARGS)
-
-test-fast: setup  ## the test suite without the slow end-to-end tests
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
-
-# --- data (issue 4) ------------------------------------------------------------------------
+# --- data --------------------------------------------------------------------------------------
 SYNTH_DIR  ?= $(DATA_DIR)/synthetic_i3a
 SCALE      ?= 1.0
 SEED       ?=
 PROTOCOL   ?= cell
 DATA_ARGS  ?=
-
 .PHONY: synthetic data bench-data
 
 synthetic: setup  ## synthetic I3A replica in contest layout in SYNTH_DIR (SCALE=1.0: 13,596 cells)
@@ -77,18 +69,7 @@ data: setup  ## LMDBs + mean + splits + manifest in DATA_DIR from I3A=<dir> (PRO
 bench-data: setup  ## time our build against rotated PNGs + convert_imageset on the same cells
 	$(PY) tools/bench_data.py --scale $(SCALE)
 
-# --- container (issue 6) ----------------------------------------------------------------------
-# Builds ./Dockerfile's CPU image here (no Docker engine: buildah, debootstrapped base), then runs
-# DOCKER_TEST_TARGETS inside it. docs/docker.md.
-DOCKER_IMAGE        ?= dri-hep2:cpu
-DOCKER_TEST_TARGETS ?= test demo
-export DOCKER_IMAGE DOCKER_TEST_TARGETS
-.PHONY: docker-test
-
-docker-test:  ## build the CPU image with buildah, run DOCKER_TEST_TARGETS (test demo) inside it
-	tools/docker_test.sh
-
-# --- nets (issue 3) ------------------------------------------------------------------------
+# --- nets --------------------------------------------------------------------------------------
 # prototxt/, solver/ and results/nets/*.png are generated and committed; docs/nets.md.
 BENCH_ARGS ?=
 .PHONY: nets describe bench-nets
@@ -102,11 +83,9 @@ describe: setup  ## Table 1, blob shapes, parameters and FLOPs re-derived from N
 bench-nets: setup  ## caffe time of each variant (batch 24) beside the machine's sgemm GFLOP/s
 	$(PY) tools/bench_nets.py $(BENCH_ARGS)
 
-# --- experiment (issue 5) ------------------------------------------------------------------
+# --- train, eval, report -----------------------------------------------------------------------
 # Runs go in RUN_DIR (default results/$(NET)); docs/training.md.
-DEMO_DATA_DIR ?= data/demo
-DEMO_RUN_DIR  ?= results/demo
-.PHONY: train eval report ablation demo
+.PHONY: train eval report
 
 train: setup  ## caffe train NET with SCHEDULE (paper|short) on DATA_DIR into RUN_DIR; GPU=0 or 0,1; reruns resume
 	$(PY) tools/train.py --net $(NET) --schedule $(SCHEDULE) --data-dir $(DATA_DIR) --run-dir $(RUN_DIR) --gpu "$(GPU)"
@@ -117,8 +96,32 @@ eval: setup  ## RUN_DIR's newest snapshot (or WEIGHTS=) on the test split: eval.
 report: setup  ## rewrite RUN_DIR's log.csv, curves.png, eval.md and results page README.md
 	$(PY) tools/report.py --run-dir $(RUN_DIR)
 
-ablation: setup  ## Table 3(a): train + eval the four variants with SCHEDULE into results/<variant>, results/ablation.md
-	$(PY) tools/ablation.py --schedule $(SCHEDULE) --data-dir $(DATA_DIR) --results results --gpu "$(GPU)"
+# --- whole experiments -------------------------------------------------------------------------
+DEMO_DATA_DIR ?= data/demo
+DEMO_RUN_DIR  ?= results/demo
+.PHONY: demo ablation
 
 demo: setup  ## the main job on a CPU: synthetic replica, data, short DRI training, eval, report in results/demo
 	$(PY) tools/demo.py --data-dir $(DEMO_DATA_DIR) --run-dir $(DEMO_RUN_DIR)
+
+ablation: setup  ## Table 3(a): train + eval the four variants with SCHEDULE into results/<variant>, results/ablation.md
+	$(PY) tools/ablation.py --schedule $(SCHEDULE) --data-dir $(DATA_DIR) --results results --gpu "$(GPU)"
+
+# --- container ---------------------------------------------------------------------------------
+# Builds ./Dockerfile's CPU image here (no Docker engine: buildah, debootstrapped base), then runs
+# DOCKER_TEST_TARGETS inside it. docs/docker.md.
+DOCKER_IMAGE        ?= dri-hep2:cpu
+DOCKER_TEST_TARGETS ?= test demo
+export DOCKER_IMAGE DOCKER_TEST_TARGETS
+.PHONY: docker-test
+
+docker-test:  ## build the CPU image with buildah, run DOCKER_TEST_TARGETS (test demo) inside it
+	tools/docker_test.sh
+
+# --- tests -------------------------------------------------------------------------------------
+.PHONY: test test-fast
+test: setup  ## the whole test suite, slow end-to-end tests included (what CI runs)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: setup  ## the test suite without the slow end-to-end tests
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)

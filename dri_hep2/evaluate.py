@@ -98,7 +98,7 @@ def evaluate(run_dir: str | Path, data_dir: str | Path = "data", weights: str | 
     Top level: the full fusion DRI_{1+2+3} (the paper's prediction): `mca`, `aca`, `per_class`,
     `confusion`; `combos` holds each Table 3(b) combination, `branches` each branch alone.
     """
-    run = RunDir(run_dir).require(RunDir.DEPLOY, RunDir.TRAIN_VAL)
+    run = RunDir(run_dir).require(RunDir.deploy, RunDir.train_val)
     data = DataFolder(data_dir).require(split, mean=False)
     weights = run.weights(weights)
     caffe = caffe_env.use_device(gpus)

@@ -129,7 +129,7 @@ def _link(target: Path, page_dir: Path) -> str:
 
 def run_page(run: RunDir) -> str:
     """The run's README.md in model-zoo style: what ran, results, plots, paper differences."""
-    manifest = run.require(RunDir.MANIFEST).read_manifest()
+    manifest = run.require(RunDir.manifest).read_manifest()
     sessions = manifest.get("sessions", [])
     net = manifest.get("net", run.name)
     lines = [f"# {title(net)} on HEp-2 cells: run `{run.name}`", "",
@@ -142,9 +142,9 @@ def run_page(run: RunDir) -> str:
              f"{' (with uncommitted changes)' if manifest['git'].get('dirty') else ''}, "
              f"Caffe {manifest['caffe'].get('version')} ({manifest['caffe'].get('mode')}, "
              f"build {manifest['caffe'].get('build_id')})",
-             f"- files: [solver]({RunDir.SOLVER}), [train_val]({RunDir.TRAIN_VAL}), "
-             f"[deploy]({RunDir.DEPLOY}), [log]({RunDir.LOG}) ([csv]({RunDir.LOG_CSV})), "
-             f"[manifest]({RunDir.MANIFEST})", ""]
+             f"- files: [solver]({RunDir.solver}), [train_val]({RunDir.train_val}), "
+             f"[deploy]({RunDir.deploy}), [log]({RunDir.log}) ([csv]({RunDir.log_csv})), "
+             f"[manifest]({RunDir.manifest})", ""]
     if sessions:
         lines += ["| session | started | resumed from | outcome | last iteration |",
                   "|---|---|---|---|---|"]
@@ -163,10 +163,10 @@ def run_page(run: RunDir) -> str:
     if run.eval_md.is_file():
         body = run.eval_md.read_text().split("\n", 1)[1]
         lines += ["## Results", body.replace("\n## ", "\n### "),
-                  f"![confusion]({RunDir.CONFUSION})", ""]
+                  f"![confusion]({RunDir.confusion})", ""]
     else:
         lines += ["## Results", "", "Not evaluated yet: run `make eval`.", ""]
-    lines += ["## Training curves", "", f"![curves]({RunDir.CURVES})", "",
+    lines += ["## Training curves", "", f"![curves]({RunDir.curves})", "",
               "## Differences from the paper", "",
               "- Data: the paper's numbers are on I3A (13,596 cells); on the synthetic "
               "replica the numbers measure the toolkit, not the paper's claim.",

@@ -22,6 +22,7 @@ from pathlib import Path
 from . import atomic, caffe_env
 from .data.folder import DataFolder
 from .errors import UserError
+from .folders import Folder, member
 
 _ITER_OF = re.compile(r"_iter_(\d+)\.(solverstate|caffemodel)$")
 
@@ -58,56 +59,30 @@ def git_commit() -> dict[str, object]:
             "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
 
 
-class RunDir:
+class RunDir(Folder):
     """Paths and state of one run folder."""
 
-    SOLVER = "solver.prototxt"
-    TRAIN_VAL = "train_val.prototxt"
-    DEPLOY = "deploy.prototxt"
-    SNAPSHOTS = "snapshots"
-    LOG = "train.log"
-    LOG_CSV = "log.csv"
-    CURVES = "curves.png"
-    MANIFEST = "run_manifest.json"
-    EVAL_JSON = "eval.json"
-    EVAL_MD = "eval.md"
-    CONFUSION = "confusion.png"
-    PAGE = "README.md"
-    PROTOTXTS = (SOLVER, TRAIN_VAL, DEPLOY)
+    solver = member("solver.prototxt")
+    train_val = member("train_val.prototxt")
+    deploy = member("deploy.prototxt")
+    snapshots = member("snapshots")
+    log = member("train.log")
+    log_csv = member("log.csv")
+    curves = member("curves.png")
+    manifest = member("run_manifest.json")
+    eval_json = member("eval.json")
+    eval_md = member("eval.md")
+    confusion = member("confusion.png")
+    page = member("README.md")
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-
-    def __truediv__(self, name: str) -> Path:
-        return self.path / name
-
-    def __fspath__(self) -> str:
-        return str(self.path)
-
-    def __repr__(self) -> str:
-        return f"RunDir({str(self.path)!r})"
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-    # --- files --------------------------------------------------------------------------------
-    solver = property(lambda self: self.path / self.SOLVER)
-    train_val = property(lambda self: self.path / self.TRAIN_VAL)
-    deploy = property(lambda self: self.path / self.DEPLOY)
-    snapshots = property(lambda self: self.path / self.SNAPSHOTS)
-    log = property(lambda self: self.path / self.LOG)
-    log_csv = property(lambda self: self.path / self.LOG_CSV)
-    curves = property(lambda self: self.path / self.CURVES)
-    manifest = property(lambda self: self.path / self.MANIFEST)
-    eval_json = property(lambda self: self.path / self.EVAL_JSON)
-    eval_md = property(lambda self: self.path / self.EVAL_MD)
-    confusion = property(lambda self: self.path / self.CONFUSION)
-    page = property(lambda self: self.path / self.PAGE)
+    @classmethod
+    def prototxts(cls) -> tuple[str, str, str]:
+        """The files that say what Caffe ran (hashed into the manifest)."""
+        return cls.solver, cls.train_val, cls.deploy
 
     def snapshot_prefix(self, net: str) -> str:
         """The solver's snapshot_prefix, relative to the run folder (Caffe runs inside it)."""
-        return f"{self.SNAPSHOTS}/{net}"
+        return f"{RunDir.snapshots}/{net}"
 
     # --- snapshots -----------------------------------------------------------------------------
     def newest(self, suffix: str) -> Path | None:
@@ -133,9 +108,7 @@ class RunDir:
         if not self.path.is_dir():
             raise UserError(f"no run folder {self.path}: run 'make train RUN_DIR={self.path}' "
                             "first (or 'make demo')")
-        makers = {self.EVAL_JSON: "make eval", self.MANIFEST: "make train",
-                  self.LOG: "make train", self.DEPLOY: "make train",
-                  self.TRAIN_VAL: "make train", self.SOLVER: "make train"}
+        makers = {RunDir.eval_json: "make eval"}     # the others: make train
         for name in names:
             if not (self.path / name).is_file():
                 raise UserError(f"{self.path / name} missing: run "
@@ -154,7 +127,7 @@ class RunDir:
             **extra,
             "git": git_commit(),
             "caffe": caffe_env.build_info(),
-            "sha256": {**{name: sha256(self.path / name) for name in self.PROTOTXTS},
+            "sha256": {**{name: sha256(self.path / name) for name in self.prototxts()},
                        "data manifest.json": sha256(data.manifest) if data else None},
             "data_dir": str(data.path.resolve()) if data else None,
             "sessions": sessions,

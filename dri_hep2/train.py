@@ -69,7 +69,7 @@ def build_run_files(cfg: RunConfig) -> dict[str, str]:
     run = cfg.run
     train_val = build.train_val(cfg.net, data_dir=data.path,
                                 bn_moving_average=schedule.bn_moving_average)
-    solver_param = solver.solver(cfg.net, cfg.schedule, net_path=RunDir.TRAIN_VAL,
+    solver_param = solver.solver(cfg.net, cfg.schedule, net_path=RunDir.train_val,
                                  snapshot_prefix=run.snapshot_prefix(cfg.net),
                                  val_size=lmdb_io.lmdb_entries(data.lmdb("val")))
     # The CLI's -gpu flag alone picks the device: with solver_mode GPU in the file, Caffe
@@ -79,9 +79,9 @@ def build_run_files(cfg: RunConfig) -> dict[str, str]:
     # iteration 0 gives NaN losses and accuracies of 1 (Accuracy counts NaN ties as hits):
     # skip it; it would also cost the demo a validation pass (ASSUMPTIONS.md T4).
     solver_param.test_initialization = False
-    return {RunDir.SOLVER: proto.to_text(solver_param),
-            RunDir.TRAIN_VAL: proto.to_text(train_val),
-            RunDir.DEPLOY: proto.to_text(build.deploy(cfg.net))}
+    return {RunDir.solver: proto.to_text(solver_param),
+            RunDir.train_val: proto.to_text(train_val),
+            RunDir.deploy: proto.to_text(build.deploy(cfg.net))}
 
 
 def prepare(cfg: RunConfig) -> RunDir:
@@ -101,11 +101,12 @@ def _now() -> str:
 
 
 def _max_iter(run: RunDir) -> int:
-    return proto.read(run.require(RunDir.SOLVER).solver, proto.caffe_pb2.SolverParameter).max_iter
+    solver_param = proto.read(run.require(RunDir.solver).solver, proto.caffe_pb2.SolverParameter)
+    return solver_param.max_iter
 
 
 def _command(run: RunDir, state: Path | None, gpus: Gpus) -> list[str]:
-    command = [str(caffe_env.caffe_binary()), "train", f"-solver={RunDir.SOLVER}",
+    command = [str(caffe_env.caffe_binary()), "train", f"-solver={RunDir.solver}",
                "-sigint_effect=stop"]
     if state is not None:
         command.append(f"-snapshot={state.relative_to(run.path)}")
@@ -151,10 +152,18 @@ def run_caffe(run: RunDir | str | Path, gpus: Gpus = Gpus(), data: DataFolder | 
 
     report.write_log_outputs(run)
     if session.outcome == "failed":
-        tail = run.log.read_text(errors="replace").splitlines()[-25:]
-        raise TrainingFailed(f"caffe train exited with {returncode}; the end of "
-                             f"{run.log}:\n" + "\n".join(tail))
+        raise TrainingFailed(f"caffe train exited with {returncode}; the end of {run.log} "
+                             "(glog's stack trace left out):\n" + "\n".join(_log_tail(run.log)))
     return session
+
+
+def _log_tail(log: Path, lines: int = 12) -> list[str]:
+    """The last lines of a failed session's log without glog's stack trace, so that the
+    FATAL line (`F... Check failed: ...`) and what Caffe was doing stay in view."""
+    text = log.read_text(errors="replace").splitlines()
+    kept = [line for line in text if not line.startswith("    @ ")
+            and line != "*** Check failure stack trace: ***"]
+    return kept[-lines:]
 
 
 def _follow(run: RunDir, session: Session, start_iter: int, max_iter: int,

@@ -74,3 +74,21 @@ def test_csv_has_one_row_per_iteration_and_every_column():
     assert list(rows[0])[:4] == ["iteration", "lr", "loss", "seconds_per_iter"]
     assert rows[2]["test/fused/top-1"] == "0.75" and rows[1]["test/fused/top-1"] == ""
     assert rows[0]["train/loss2/loss"] == "1.8"
+
+
+def test_a_session_restarted_without_a_snapshot_replaces_the_dead_one():
+    """Session 1 logs 0/20/40 and dies without a snapshot; session 2 starts over at 0 and logs
+    0/20: the run as kept is session 2's, so the dead session's 40 must not survive."""
+    def session(losses):
+        lines = [f"{P} Solving dri"]
+        for it, loss in losses:
+            lines += [f"{P} Iteration {it} (2 iter/s, 10s/20 iters), loss = {loss}",
+                      f"{P}     Train net output #0: loss3/loss = {loss} (* 1 = {loss} loss)",
+                      f"{P} Iteration {it}, lr = 0.01"]
+        return lines
+    log = caffe_log.parse_lines(session([(0, 3.0), (20, 2.0), (40, 1.0)])
+                                + ["# 2026-11-27T10:00:00+00:00 caffe train -solver=..."]
+                                + session([(0, 2.9), (20, 1.9)]))
+    assert sorted(log.rows) == [0, 20]
+    assert log.series("loss") == ([0, 20], [2.9, 1.9])
+    assert log.resumed_at == []          # a restart, not a resume

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -12,8 +15,8 @@ import pytest
 from dri_hep2 import cli, paper
 from dri_hep2.data import i3a
 
-_spec = importlib.util.spec_from_file_location(
-    "make_data", Path(__file__).resolve().parent.parent / "tools" / "make_data.py")
+TOOL = Path(__file__).resolve().parent.parent / "tools" / "make_data.py"
+_spec = importlib.util.spec_from_file_location("make_data", TOOL)
 make_data = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(make_data)
 
@@ -100,11 +103,29 @@ def _corrupt(kind: str, root: Path) -> str:
     if kind == "image without row":
         _png(root / "00099.png")
         return f"{root / '00099.png'}: image has no row in gt_training.csv"
+    if kind == "header only":
+        csv_path.write_text(lines[0] + "\n")
+        return f"{csv_path}: CSV has a header but no rows"
+    if kind == "short row":
+        lines[3] = "00003"
+        csv_path.write_text("\n".join(lines) + "\n")
+        return f"{csv_path}:4: row has 1 column(s), expected at least 2"
+    if kind == "no csv":
+        csv_path.unlink()
+        return f"{root}: no gt_training.csv here and no training/validation/test folders"
+    if kind == "pre-split without validation/ and test/":
+        (root / "training").mkdir()
+        return f"{root}: pre-split layout needs training/, validation/ and test/; missing " \
+               "validation, test"
+    if kind == "no folder":
+        shutil.rmtree(root)
+        return f"{root}: not a folder"
     raise AssertionError(kind)
 
 
 BAD = ["missing image", "truncated png", "unknown label", "duplicate id", "empty csv",
-       "missing header", "image without row"]
+       "missing header", "image without row", "header only", "short row", "no csv",
+       "pre-split without validation/ and test/", "no folder"]
 
 
 @pytest.mark.parametrize("kind", BAD)
@@ -133,3 +154,15 @@ def test_skip_bad_builds_without_the_bad_items_and_lists_them(tmp_path):
     listed = "".join((data_dir / "splits" / f"{s}.csv").read_text() for s in ("train", "val", "test"))
     assert all(f"{i:05d}," not in listed for i in (2, 3, 5))
     assert len(listed.splitlines()) == 3 + 36 - 3
+
+
+def test_the_tool_itself_exits_2_with_one_line_and_no_traceback(tmp_path):
+    """The command line as make runs it: a bad folder is one line on stderr, exit status 2."""
+    root = contest_folder(tmp_path / "i3a")
+    expected = _corrupt("unknown label", root)
+    out = subprocess.run([sys.executable, str(TOOL), "--i3a", str(root), "--data-dir",
+                          str(tmp_path / "data"), "--quiet"], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert out.stderr.startswith("make_data.py: error: ") and expected in out.stderr
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "data").exists()

@@ -40,13 +40,13 @@ def tiny_nets(caffe, data_dir: Path, fused_operation):
 def make_run(caffe, run_dir: Path, data_dir: Path, fused_operation) -> Path:
     deploy, train_val = tiny_nets(caffe, data_dir, fused_operation)
     run_dir.mkdir()
-    (run_dir / RunDir.DEPLOY).write_text(str(deploy))
-    (run_dir / RunDir.TRAIN_VAL).write_text(str(train_val))
-    net = caffe.Net(str(run_dir / RunDir.DEPLOY), caffe.TEST)
-    (run_dir / RunDir.SNAPSHOTS).mkdir()
+    (run_dir / RunDir.deploy).write_text(str(deploy))
+    (run_dir / RunDir.train_val).write_text(str(train_val))
+    net = caffe.Net(str(run_dir / RunDir.deploy), caffe.TEST)
+    (run_dir / RunDir.snapshots).mkdir()
     # The newest snapshot is taken by iteration, not by name: by name 200 sorts after 1000.
     for it in (200, 1000):
-        net.save(str(run_dir / RunDir.SNAPSHOTS / f"tiny_iter_{it}.caffemodel"))
+        net.save(str(run_dir / RunDir.snapshots / f"tiny_iter_{it}.caffemodel"))
     return run_dir
 
 
@@ -57,7 +57,7 @@ def test_branches_fusions_and_metrics_match_numpy(caffe, tiny_data_dir, tmp_path
     assert result["iteration"] == 1000 and result["n"] == 12
     assert result == json.loads((run_dir / "eval.json").read_text())
     # Recompute FC1..FC3 in NumPy from the weights and the test LMDB (mean 30, scale 1/64).
-    net = caffe.Net(str(run_dir / RunDir.DEPLOY), caffe.TEST,
+    net = caffe.Net(str(run_dir / RunDir.deploy), caffe.TEST,
                     weights=str(run_dir / "snapshots/tiny_iter_1000.caffemodel"))
     images, labels = evaluate.read_lmdb(tiny_data_dir / "lmdb" / "test")
     x = ((images.astype(np.float64) - 30.0) * SCALE).reshape(len(images), -1)
@@ -87,7 +87,7 @@ def test_explicit_weights_and_missing_snapshot(caffe, tiny_data_dir, tmp_path):
     run_dir = make_run(caffe, tmp_path / "run", tiny_data_dir, caffe.params.Eltwise.SUM)
     weights = run_dir / "snapshots/tiny_iter_200.caffemodel"
     assert evaluate.evaluate(run_dir, tiny_data_dir, weights=weights)["iteration"] == 200
-    for f in (run_dir / RunDir.SNAPSHOTS).iterdir():
+    for f in (run_dir / RunDir.snapshots).iterdir():
         f.unlink()
     with pytest.raises(UserError, match="make train"):
         evaluate.evaluate(run_dir, tiny_data_dir)

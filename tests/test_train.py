@@ -52,15 +52,15 @@ def write_tiny_run(caffe, run_dir: Path, data_dir: Path, max_iter: int, display:
     from caffe.proto import caffe_pb2
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / RunDir.TRAIN_VAL).write_text(str(tiny_train_val(caffe, data_dir)))
+    (run_dir / RunDir.train_val).write_text(str(tiny_train_val(caffe, data_dir)))
     solver = caffe_pb2.SolverParameter(
-        net=RunDir.TRAIN_VAL, base_lr=0.01, momentum=0.9, lr_policy="step", gamma=0.5,
+        net=RunDir.train_val, base_lr=0.01, momentum=0.9, lr_policy="step", gamma=0.5,
         stepsize=max(1, max_iter // 2), max_iter=max_iter, display=display, test_iter=[2],
         test_interval=max(1, max_iter // 2), snapshot=snapshot,
-        snapshot_prefix=f"{RunDir.SNAPSHOTS}/tiny", solver_mode=caffe_pb2.SolverParameter.CPU,
+        snapshot_prefix=f"{RunDir.snapshots}/tiny", solver_mode=caffe_pb2.SolverParameter.CPU,
         random_seed=1)
-    (run_dir / RunDir.SOLVER).write_text(str(solver))
-    (run_dir / RunDir.SNAPSHOTS).mkdir(exist_ok=True)
+    (run_dir / RunDir.solver).write_text(str(solver))
+    (run_dir / RunDir.snapshots).mkdir(exist_ok=True)
     return run_dir
 
 
@@ -69,7 +69,7 @@ def test_short_training_lowers_the_loss(caffe, tiny_data_dir, tmp_path):
     session = train.run_caffe(run_dir, data=DataFolder(tiny_data_dir), progress=False)
 
     assert session.outcome == "finished" and session.last_iteration == 60
-    log = caffe_log.parse_file(run_dir / RunDir.LOG)
+    log = caffe_log.parse_file(run_dir / RunDir.log)
     _, losses = log.series("loss")
     assert losses[-1] < 0.5 * losses[0]
     # Every output by name: three losses in train, losses and accuracies in test, and lr.
@@ -77,10 +77,10 @@ def test_short_training_lowers_the_loss(caffe, tiny_data_dir, tmp_path):
     assert set(log.names("test")) == {f"loss{k}/{m}" for k in (1, 2, 3) for m in ("loss", "top-1")}
     assert log.series("lr")[1][-1] == pytest.approx(0.005)
     assert (run_dir / "snapshots" / "tiny_iter_60.caffemodel").is_file()
-    assert (run_dir / RunDir.LOG_CSV).read_text().startswith("iteration,lr,loss,")
-    assert (run_dir / RunDir.CURVES).stat().st_size > 10_000
-    manifest = json.loads((run_dir / RunDir.MANIFEST).read_text())
-    assert manifest["sha256"]["solver.prototxt"] == run.sha256(run_dir / RunDir.SOLVER)
+    assert (run_dir / RunDir.log_csv).read_text().startswith("iteration,lr,loss,")
+    assert (run_dir / RunDir.curves).stat().st_size > 10_000
+    manifest = json.loads((run_dir / RunDir.manifest).read_text())
+    assert manifest["sha256"]["solver.prototxt"] == run.sha256(run_dir / RunDir.solver)
     assert manifest["caffe"]["build_id"]
     assert manifest["sessions"][0]["outcome"] == "finished"
     assert manifest["sessions"][0]["command"][1:3] == ["train", "-solver=solver.prototxt"]
@@ -94,7 +94,7 @@ def test_interrupt_snapshots_and_rerun_resumes(caffe, tiny_data_dir, tmp_path):
               "s = train.run_caffe(sys.argv[1], progress=False); print(s.outcome)")
     proc = subprocess.Popen([sys.executable, "-c", script, str(run_dir)],
                             stdout=subprocess.PIPE, text=True)
-    log_path = run_dir / RunDir.LOG
+    log_path = run_dir / RunDir.log
     deadline = time.monotonic() + 60
     while not (log_path.is_file() and "Iteration 100 " in log_path.read_text()):
         assert time.monotonic() < deadline and proc.poll() is None
@@ -115,7 +115,7 @@ def test_interrupt_snapshots_and_rerun_resumes(caffe, tiny_data_dir, tmp_path):
     second = log_path.read_text().split("Resuming from")[1]
     first_iteration = int(caffe_log.TRAIN_LINE.search(second).group(1))
     assert first_iteration >= stopped_at > 0
-    manifest = json.loads((run_dir / RunDir.MANIFEST).read_text())
+    manifest = json.loads((run_dir / RunDir.manifest).read_text())
     assert [s["outcome"] for s in manifest["sessions"]] == ["interrupted", "finished"]
 
 
@@ -132,17 +132,17 @@ def test_prepare_writes_this_runs_files_and_guards_a_resume(caffe, tiny_data_dir
     cfg = train.RunConfig(net="dri", schedule="short", data_dir=tiny_data_dir,
                           run_dir=tmp_path / "run")
     run_dir = train.prepare(cfg)
-    solver = (run_dir / RunDir.SOLVER).read_text()
+    solver = (run_dir / RunDir.solver).read_text()
     for line in ('net: "train_val.prototxt"', 'snapshot_prefix: "snapshots/dri"',
                  "solver_mode: CPU", "test_initialization: false", "test_iter: 1"):
         assert line in solver
-    assert f'source: "{tiny_data_dir.resolve()}/lmdb/train"' in (run_dir / RunDir.TRAIN_VAL).read_text()
-    assert 'name: "prob"' in (run_dir / RunDir.DEPLOY).read_text()
+    assert f'source: "{tiny_data_dir.resolve()}/lmdb/train"' in (run_dir / RunDir.train_val).read_text()
+    assert 'name: "prob"' in (run_dir / RunDir.deploy).read_text()
     # T7: short runs keep BatchNorm statistics of the last ~5 iterations, paper runs Caffe's.
     fraction = f"moving_average_fraction: {ledger.SHORT_BN_MOVING_AVERAGE}"
-    assert (run_dir / RunDir.TRAIN_VAL).read_text().count(fraction) > 30
+    assert (run_dir / RunDir.train_val).read_text().count(fraction) > 30
     paper_files = train.build_run_files(train.RunConfig(net="dri", data_dir=tiny_data_dir))
-    assert "moving_average_fraction" not in paper_files[RunDir.TRAIN_VAL]
+    assert "moving_average_fraction" not in paper_files[RunDir.train_val]
 
     (run_dir / "snapshots" / "dri_iter_500.solverstate").write_bytes(b"")
     train.prepare(cfg)                                   # same configuration: resumable
@@ -158,7 +158,7 @@ def test_real_dri_trains_and_evaluates(caffe, tiny_data_dir, tmp_path):
     cfg = train.RunConfig(net="dri", schedule="short", data_dir=tiny_data_dir,
                           run_dir=tmp_path / "run")
     run_dir = train.prepare(cfg)
-    solver = run_dir / RunDir.SOLVER
+    solver = run_dir / RunDir.solver
     solver.write_text(solver.read_text().replace(
         f"max_iter: {train_max_iter(solver)}", "max_iter: 4"))
     session = train.run_caffe(run_dir, data=DataFolder(tiny_data_dir), progress=False)
@@ -177,3 +177,52 @@ def test_git_commit_without_git_on_path(monkeypatch):
     """A container without git records the run with no commit instead of failing."""
     monkeypatch.setenv("PATH", "/nonexistent")
     assert run.git_commit() == {"commit": None, "dirty": False}
+
+
+def test_a_failing_caffe_train_is_recorded_and_reported_with_its_log(caffe, tiny_data_dir,
+                                                                     tmp_path):
+    """caffe train exiting non-zero (here: its training LMDB vanished) ends in TrainingFailed
+    with the end of train.log, and the session is recorded as failed."""
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    run_dir = write_tiny_run(caffe, tmp_path / "run", broken, max_iter=20)
+    with pytest.raises(train.TrainingFailed, match="caffe train exited with") as failed:
+        train.run_caffe(run_dir, progress=False)
+    # The log tail says why and where, without glog's stack trace.
+    assert "Check failed: mdb_status == 0 (2 vs. 0) No such file or directory" in \
+        str(failed.value)
+    assert "Creating layer data" in str(failed.value) and "    @ " not in str(failed.value)
+    manifest = json.loads((run_dir / RunDir.manifest).read_text())
+    assert manifest["sessions"][-1]["outcome"] == "failed"
+    assert manifest["sessions"][-1]["returncode"] != 0
+
+
+def test_a_finished_run_is_not_trained_again(caffe, tiny_data_dir, tmp_path):
+    run_dir = write_tiny_run(caffe, tmp_path / "run", tiny_data_dir, max_iter=10)
+    assert train.run_caffe(run_dir, progress=False).outcome == "finished"
+    log_size = (run_dir / RunDir.log).stat().st_size
+    again = train.run_caffe(run_dir, progress=False)
+    assert (again.outcome, again.last_iteration) == ("finished", 10)
+    assert again.resumed_from == "snapshots/tiny_iter_10.solverstate"
+    assert (run_dir / RunDir.log).stat().st_size == log_size          # Caffe did not run
+    assert len(json.loads((run_dir / RunDir.manifest).read_text())["sessions"]) == 1
+
+
+def test_gpu_is_refused_on_a_cpu_build_before_anything_runs(caffe, tiny_data_dir, tmp_path):
+    from dri_hep2 import caffe_env
+
+    if caffe_env.build_info()["mode"] != "CPU":
+        pytest.skip("this Caffe is a CUDA build: GPU= is allowed")
+    cfg = train.RunConfig(net="sri", schedule="short", data_dir=tiny_data_dir,
+                          run_dir=tmp_path / "run", gpus=Gpus.parse("0"))
+    with pytest.raises(caffe_env.CaffeNotFound, match="GPU=0 needs a CUDA build"):
+        train.train(cfg)
+    assert not (tmp_path / "run").exists()
+
+
+def test_training_without_a_data_folder_says_which_command_makes_it(tmp_path):
+    cfg = train.RunConfig(net="sri", schedule="short", data_dir=tmp_path / "nodata",
+                          run_dir=tmp_path / "run")
+    with pytest.raises(UserError, match=r"lmdb/train missing: .*Run 'make data I3A="):
+        train.train(cfg)
+    assert not (tmp_path / "run").exists()

@@ -51,7 +51,7 @@ def collect() -> tuple[list[tuple[str, str]], list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args(argv)
+    argparse.ArgumentParser(description=__doc__).parse_args(argv)
     rows, problems = collect()
     width = max(len(name) for name, _ in rows)
     for name, value in rows:

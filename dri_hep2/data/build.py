@@ -93,7 +93,8 @@ def build_dataset(i3a_dir: str | Path, data_dir: str | Path = "data", *,
                 progress)
             if name == "train":
                 mean = view_sum / summary[name]["total"]
-        atomic.write_bytes(lmdb_tmp / Path(DataFolder.MEAN).name, lmdb_io.mean_blob(mean[None]))
+        atomic.write_bytes(lmdb_tmp / Path(DataFolder.mean).relative_to(DataFolder.lmdb_dir),
+                           lmdb_io.mean_blob(mean[None]))
     with atomic.staged_path(data.splits_dir, is_dir=True) as splits_tmp:
         split.write_split_csvs(splits, splits_tmp)
     _write_skipped(data, skipped)
@@ -105,8 +106,8 @@ def build_dataset(i3a_dir: str | Path, data_dir: str | Path = "data", *,
         "parameters": params.manifest(),
         "class_order": list(paper.CLASSES),
         "splits": summary,
-        "lmdb": {name: f"{DataFolder.LMDB}/{name}" for name in split.SPLITS},
-        "mean": DataFolder.MEAN,
+        "lmdb": {name: f"{DataFolder.lmdb_dir}/{name}" for name in split.SPLITS},
+        "mean": DataFolder.mean,
         "skipped": len(skipped),
         "build_seconds": round(time.perf_counter() - start, 2),
         "workers": workers,
@@ -164,7 +165,7 @@ def _write_split_lmdb(path: Path, name: str, recs: list, images: dict, key_seed:
                for i in order)
     lmdb_io.write_lmdb(path, entries, count=len(names),
                        value_size=len(b"".join(framing[0])) + size * size, append=True,
-                       desc=f"{DataFolder.LMDB}/{name}" if progress else None)
+                       desc=f"{DataFolder.lmdb_dir}/{name}" if progress else None)
     summary = {"total": len(names), "per_class": [labels.count(c)
                                                   for c in range(paper.NUM_CLASSES)],
                "cells": len(recs),

@@ -14,36 +14,22 @@ import json
 from pathlib import Path
 
 from ..errors import UserError
+from ..folders import Folder, member
 from .split import SPLITS
 
 
-class DataFolder:
-    MANIFEST = "manifest.json"
-    LMDB = "lmdb"
-    MEAN = "lmdb/mean.binaryproto"
-    SPLITS_DIR = "splits"
-    SKIPPED = "skipped.csv"
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-
-    def __fspath__(self) -> str:
-        return str(self.path)
-
-    def __repr__(self) -> str:
-        return f"DataFolder({str(self.path)!r})"
+class DataFolder(Folder):
+    lmdb_dir = member("lmdb")
+    mean = member("lmdb/mean.binaryproto")
+    splits_dir = member("splits")
+    manifest = member("manifest.json")
+    skipped = member("skipped.csv")
 
     def resolve(self) -> "DataFolder":
         return DataFolder(self.path.resolve())
 
     def lmdb(self, split: str) -> Path:
-        return self.path / self.LMDB / split
-
-    mean = property(lambda self: self.path / self.MEAN)
-    lmdb_dir = property(lambda self: self.path / self.LMDB)
-    splits_dir = property(lambda self: self.path / self.SPLITS_DIR)
-    manifest = property(lambda self: self.path / self.MANIFEST)
-    skipped = property(lambda self: self.path / self.SKIPPED)
+        return self.lmdb_dir / split
 
     def split_csv(self, split: str) -> Path:
         return self.splits_dir / f"{split}.csv"
