@@ -99,13 +99,22 @@ report: setup  ## rewrite RUN_DIR's log.csv, curves.png, eval.md and results pag
 # --- whole experiments -------------------------------------------------------------------------
 DEMO_DATA_DIR ?= data/demo
 DEMO_RUN_DIR  ?= results/demo
-.PHONY: demo ablation
+N          ?= 5
+SEEDS      ?=
+VARY_SPLIT ?=
+.PHONY: demo demo-seeds seeds ablation
 
 demo: setup  ## the main job on a CPU: synthetic replica, data, short DRI training, eval, report in results/demo
 	$(PY) tools/demo.py --data-dir $(DEMO_DATA_DIR) --run-dir $(DEMO_RUN_DIR)
 
-ablation: setup  ## Table 3(a): train + eval the four variants with SCHEDULE into results/<variant>, results/ablation.md
-	$(PY) tools/ablation.py --schedule $(SCHEDULE) --data-dir $(DATA_DIR) --results results --gpu "$(GPU)"
+seeds: setup  ## N runs of NET/SCHEDULE differing only in Caffe's seed (VARY_SPLIT=1: the split too) into RUN_DIR-seeds, summary page
+	$(PY) tools/seeds.py --net $(NET) --schedule $(SCHEDULE) --data-dir $(DATA_DIR) --run-dir $(RUN_DIR) -n $(N) $(if $(VARY_SPLIT),--vary-split) --gpu "$(GPU)"
+
+demo-seeds: demo  ## the demo's figure as a range: N seeds of the demo into results/demo-seeds (its page shows them)
+	$(MAKE) seeds NET=dri SCHEDULE=short DATA_DIR=$(DEMO_DATA_DIR) RUN_DIR=$(DEMO_RUN_DIR) N=$(N)
+
+ablation: setup  ## Table 3(a): the four variants with SCHEDULE (SEEDS=N: seed series) into results/, results/ablation.md
+	$(PY) tools/ablation.py --schedule $(SCHEDULE) --data-dir $(DATA_DIR) --results results --gpu "$(GPU)" $(if $(SEEDS),--seeds $(SEEDS))
 
 # --- container ---------------------------------------------------------------------------------
 # Builds ./Dockerfile's CPU image here (no Docker engine: buildah, debootstrapped base), then runs

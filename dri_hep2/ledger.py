@@ -56,3 +56,7 @@ SHORT_DISPLAY_INTERVAL = 20  # T1
 # statistics of ~1000 iterations: over a 400-iteration run, mostly those of early weights.
 SHORT_BN_MOVING_AVERAGE = 0.8
 DEMO_SCALE = 0.1             # T1: `make demo`'s synthetic replica, a fraction of I3A's counts
+
+# --- Evaluation (row T8) ---------------------------------------------------------------------------
+# T8: resamples of the stratified bootstrap behind MCA's 95 % interval (seeded by RANDOM_SEED).
+BOOTSTRAP_RESAMPLES = 2000

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from . import paper
+from . import ledger, paper, stats
 
 # Table 3(b): which classifier branches (FC1, FC2, FC3) each DRI_x fuses.
 COMBOS: dict[str, tuple[int, ...]] = {"3": (3,), "1+3": (1, 3), "2+3": (2, 3), "1+2+3": (1, 2, 3)}
@@ -55,10 +55,10 @@ def aca(confusion: np.ndarray) -> float:
 
 
 def fuse(branch_probs: Mapping[int, np.ndarray], combo: str) -> np.ndarray:
-    """The sum layer over the branches of `combo` (a COMBOS key): N x K summed probabilities.
+    """The sum layer over the branches of `combo` (a COMBOS key): N x K summed outputs.
 
-    The sum is of softmax outputs, as the deploy net's Eltwise SUM `prob` computes it
-    (ASSUMPTIONS.md T2).
+    Our reading sums softmax probabilities, as the deploy net's Eltwise SUM `prob` computes it
+    (ASSUMPTIONS.md N13, T2); given raw classifier scores it computes the other reading.
     """
     branches = COMBOS[combo]
     missing = [b for b in branches if b not in branch_probs]
@@ -67,21 +67,47 @@ def fuse(branch_probs: Mapping[int, np.ndarray], combo: str) -> np.ndarray:
     return np.sum([np.asarray(branch_probs[b], dtype=np.float64) for b in branches], axis=0)
 
 
-def scores(labels: Sequence[int], probs: np.ndarray) -> dict:
-    """MCA, ACA, per-class rates and confusion of arg-max predictions from N x 6 scores."""
-    confusion = confusion_matrix(labels, np.argmax(probs, axis=1))
+def scores(labels: Sequence[int], probs: np.ndarray, *, intervals: bool = False,
+           groups: Sequence[str] | None = None,
+           resamples: int = ledger.BOOTSTRAP_RESAMPLES) -> dict:
+    """MCA, ACA, per-class rates and confusion of arg-max predictions from N x 6 scores.
+
+    `intervals` adds 95 % intervals (ledger T8): `aca_ci` and `per_class_ci` by Wilson,
+    `mca_ci` by the stratified bootstrap, resampling `groups` (specimens) when given.
+    """
+    labels = np.asarray(labels)
+    predicted = np.argmax(probs, axis=1)
+    confusion = confusion_matrix(labels, predicted)
     rates = per_class_rates(confusion)
-    return {
+    out = {
         "mca": mca(confusion),
         "aca": aca(confusion),
         "per_class": {name: (None if np.isnan(r) else float(r))
                       for name, r in zip(paper.CLASSES, rates)},
         "confusion": confusion.tolist(),
     }
+    if intervals:
+        # As lists: what eval.json stores and reads back.
+        support = confusion.sum(axis=1)
+        out["mca_ci"] = list(stats.bootstrap_mca(labels, predicted == labels, groups, resamples))
+        out["aca_ci"] = list(stats.wilson(int(np.trace(confusion)), int(confusion.sum())))
+        out["per_class_ci"] = {name: (list(ci) if (ci := stats.wilson(int(confusion[k, k]),
+                                                                     int(support[k]))) else None)
+                               for k, name in enumerate(paper.CLASSES)}
+    return out
 
 
-def evaluate_combos(labels: Sequence[int],
-                    branch_probs: Mapping[int, np.ndarray]) -> dict[str, dict]:
-    """Scores of every Table 3(b) combination whose branches the net has."""
-    return {combo: scores(labels, fuse(branch_probs, combo))
+def evaluate_combos(labels: Sequence[int], branch_probs: Mapping[int, np.ndarray],
+                    **interval_options) -> dict[str, dict]:
+    """Scores of every Table 3(b) combination whose branches the net has (`interval_options`:
+    those of `scores`)."""
+    return {combo: scores(labels, fuse(branch_probs, combo), **interval_options)
             for combo, branches in COMBOS.items() if all(b in branch_probs for b in branches)}
+
+
+def paired_tests(labels: Sequence[int], predictions: Mapping[str, np.ndarray],
+                 against: str = FULL_COMBO) -> dict[str, dict]:
+    """McNemar's exact test of each prediction against `against` on the same cells."""
+    labels = np.asarray(labels)
+    return {name: stats.mcnemar(pred == labels, predictions[against] == labels)
+            for name, pred in predictions.items() if name != against}

@@ -101,6 +101,13 @@ VARIANTS = {
     "dri": Variant("DRI", 98.37, "dri", shallow=False),
 }
 
+
+
+def variant_title(key: str | None) -> str:
+    """A variant as Table 3(a) prints it; any other name as it is."""
+    return VARIANTS[key].title if key in VARIANTS else str(key)
+
+
 # --- Classifier heads and loss (section 2.1, Eq. 2) ----------------------------------------------
 LOSS_WEIGHTS = (0.3, 0.3, 1.0)      # Eq. 2: w1, w2, w3 for FC1, FC2, FC3
 AUX_DROPOUT = 0.7                   # section 2.1: FC1-0 and FC2-0 "followed by a dropout of 0.7"

@@ -13,17 +13,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 import numpy as np  # noqa: E402
 
-from . import atomic, caffe_env, caffe_log, paper  # noqa: E402
+from . import atomic, caffe_env, caffe_log, paper, series, stats  # noqa: E402
 from .metrics import COMBOS, FULL_COMBO  # noqa: E402
 from .run import RunDir  # noqa: E402
 
 ABLATION_PAGE = "ablation.md"
 ASSUMPTIONS = caffe_env.REPO_ROOT / "ASSUMPTIONS.md"
-
-
-def title(net: str | None) -> str:
-    """A variant as Table 3(a) prints it; other names as they are."""
-    return paper.VARIANTS[net].title if net in paper.VARIANTS else str(net)
 
 
 def _pct(value: float | None) -> str:
@@ -89,33 +84,90 @@ def plot_confusion(confusion: np.ndarray, path: str | Path, title: str = "") -> 
     return _save(fig, Path(path))
 
 
+def _ci(interval) -> str:
+    """A 95 % interval in %, as ` [lo, hi]`; nothing where the evaluation has none."""
+    return "" if not interval else f" [{100 * interval[0]:.1f}, {100 * interval[1]:.1f}]"
+
+
+def _rate(figures: Mapping, key: str, bold: bool = False) -> str:
+    """A rate in % with its interval (`mca` with `mca_ci`)."""
+    value = _pct(figures[key])
+    return (f"**{value}**" if bold else value) + _ci(figures.get(f"{key}_ci"))
+
+
+def headline(result: Mapping) -> str:
+    """`MCA 95.26 % [92.1, 97.4], ACA 97.44 % [94.8, 98.8]`: what the tools print."""
+    return (f"MCA {_pct(result['mca'])} %{_ci(result.get('mca_ci'))}, "
+            f"ACA {_pct(result['aca'])} %{_ci(result.get('aca_ci'))}")
+
+
+def _p(p: float) -> str:
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _paired(test: Mapping | None) -> str:
+    """McNemar's counts and p: `3 / 1, p = 0.625` (this right only / the other right only)."""
+    return "-" if not test else f"{test['a_only']} / {test['b_only']}, p = {_p(test['p'])}"
+
+
+def _combo_rows(combos: Mapping, tests: Mapping, with_paper: bool) -> list[str]:
+    rows = []
+    for combo in COMBOS:
+        if combo in combos:
+            ours = combos[combo]
+            paper_cell = f" {_paper(paper.TABLE3B_MCA.get(combo))} |" if with_paper else ""
+            rows.append(f"| DRI<sub>{combo}</sub> | {_rate(ours, 'mca')} | {_rate(ours, 'aca')} "
+                        f"|{paper_cell} {_paired(tests.get(combo))} |")
+    return rows
+
+
 def eval_markdown(result: Mapping) -> str:
-    """eval.md: Table 3(b) and Table 4 beside the paper, per-class rates, confusion."""
-    lines = [f"# Evaluation: {title(result.get('net'))}",
+    """eval.md: Table 3(b) under both readings of the sum layer and Table 4 beside the paper,
+    with 95 % intervals and paired tests where the evaluation has them; per-class rates and
+    the confusion matrix."""
+    full = result.get("combo", FULL_COMBO)
+    mcnemar = result.get("mcnemar", {})
+    intervals = result.get("intervals")
+    lines = [f"# Evaluation: {paper.variant_title(result.get('net'))}",
              "",
              f"Weights `{result.get('weights')}`, {result['n']} cells of the "
-             f"`{result.get('split', 'test')}` split. Rates in %.",
+             f"`{result.get('split', 'test')}` split. Rates in %"
+             + (f", with 95 % intervals in brackets (ACA and classes: {intervals['aca']}; MCA: "
+                f"{intervals['mca']}, {intervals['resamples']} resamples)" if intervals else "")
+             + ".",
              "", "## Classifier branches fused (Table 3(b))", "",
-             "| branches | MCA (ours) | ACA (ours) | MCA (paper) |", "|---|---|---|---|"]
-    for combo in COMBOS:
-        if combo in result["combos"]:
-            ours = result["combos"][combo]
-            lines.append(f"| DRI<sub>{combo}</sub> | {_pct(ours['mca'])} | {_pct(ours['aca'])} "
-                         f"| {_paper(paper.TABLE3B_MCA.get(combo))} |")
+             "Our reading of the paper's sum layer (section 2.1): the branches' softmax "
+             "probabilities are summed (ledger N13). The last column compares each row with "
+             f"DRI<sub>{full}</sub> on the same cells: cells only this row gets right / cells "
+             "only the full fusion gets right, and McNemar's exact p.", "",
+             "| branches | MCA (ours) | ACA (ours) | MCA (paper) | vs DRI<sub>" + full
+             + "</sub> |", "|---|---|---|---|---|"]
+    lines += _combo_rows(result["combos"], mcnemar.get("prob", {}), with_paper=True)
+    if result.get("score_combos"):
+        lines += ["", "The other reading: the raw classifier scores summed. The last column "
+                  "compares each row with the same branches summed as probabilities.", "",
+                  "| branches | MCA | ACA | vs probabilities |", "|---|---|---|---|"]
+        lines += _combo_rows(result["score_combos"], mcnemar.get("prob_vs_score", {}),
+                             with_paper=False)
     if result.get("branches"):
         lines += ["", "Each branch alone: " + ", ".join(
-            f"FC{b} MCA {_pct(s['mca'])} / ACA {_pct(s['aca'])}"
+            f"FC{b} MCA {_rate(s, 'mca')} / ACA {_rate(s, 'aca')}"
             for b, s in sorted(result["branches"].items())) + "."]
     lines += ["", "## Beside Table 4", "", "| method | MCA | ACA |", "|---|---|---|"]
     for method, (m, a) in paper.TABLE4.items():
         lines.append(f"| {method} (paper) | {_paper(m)} | {_paper(a)} |")
-    lines.append(f"| **{title(result.get('net'))} (this run)** | **{_pct(result['mca'])}** | "
-                 f"**{_pct(result['aca'])}** |")
-    lines += ["", f"## Per class (DRI<sub>{result.get('combo', FULL_COMBO)}</sub>)", "",
+    lines.append(f"| **{paper.variant_title(result.get('net'))} (this run)** | {_rate(result, 'mca', True)} | "
+                 f"{_rate(result, 'aca', True)} |")
+    per_class_ci = result.get("per_class_ci")
+    lines += ["", f"## Per class (DRI<sub>{full}</sub>)", "",
               "| class | " + " | ".join(paper.CLASS_ABBREV) + " |",
               "|---|" + "---|" * len(paper.CLASSES),
               "| rate | " + " | ".join(_pct(result["per_class"][c]) for c in paper.CLASSES)
-              + " |", "", "Confusion (rows true, columns predicted):", "",
+              + " |"]
+    if per_class_ci:
+        lines.append("| 95 % interval | " + " | ".join(_ci(per_class_ci[c]).strip()
+                                                      for c in paper.CLASSES) + " |")
+    lines += ["", "Confusion (rows true, columns predicted):", "",
               "| | " + " | ".join(paper.CLASS_ABBREV) + " |",
               "|---|" + "---|" * len(paper.CLASSES)]
     for abbrev, row in zip(paper.CLASS_ABBREV, result["confusion"]):
@@ -132,7 +184,7 @@ def run_page(run: RunDir) -> str:
     manifest = run.require(RunDir.manifest).read_manifest()
     sessions = manifest.get("sessions", [])
     net = manifest.get("net", run.name)
-    lines = [f"# {title(net)} on HEp-2 cells: run `{run.name}`", "",
+    lines = [f"# {paper.variant_title(net)} on HEp-2 cells: run `{run.name}`", "",
              f"Reproduction of {paper.CITATION}", "", "## What was run", "",
              f"- net `{net}`, schedule `{manifest.get('schedule')}`, "
              f"device {'GPU ' + manifest['gpu'] if manifest.get('gpu') else 'CPU'}",
@@ -166,6 +218,12 @@ def run_page(run: RunDir) -> str:
                   f"![confusion]({RunDir.confusion})", ""]
     else:
         lines += ["## Results", "", "Not evaluated yet: run `make eval`.", ""]
+    seeds = series.series_of(run.path)
+    if seeds.summary.is_file():
+        summary = json.loads(seeds.summary.read_text())
+        lines += ["## Seeds", "", f"The same configuration with {len(summary['runs'])} Caffe "
+                  f"random seeds ([series]({_link(seeds.page, run.path)})): how far this run's "
+                  "figures move with the seed alone.", "", *series.spread_table(summary), ""]
     lines += ["## Training curves", "", f"![curves]({RunDir.curves})", "",
               "## Differences from the paper", "",
               "- Data: the paper's numbers are on I3A (13,596 cells); on the synthetic "
@@ -204,22 +262,54 @@ def write_report(run_dir: str | Path | RunDir) -> Path:
 
 def ablation_page(evals: Mapping[str, Mapping], page_dir: Path,
                   run_dirs: Mapping[str, Path] | None = None, schedule: str = "") -> str:
-    """Table 3(a): MCA of the four variants (ours from each eval.json) beside the paper's."""
+    """Table 3(a): MCA of the four variants (ours from each eval.json, with intervals) beside
+    the paper's; McNemar's test of each against DRI on the same test cells; the spread over
+    seeds where a variant's run belongs to a seed series."""
     lines = ["# Table 3(a): the DRI module and depth", "",
              f"Each variant trained with schedule `{schedule}` and evaluated on the test split "
-             "with the sum of its classifier branches. Rates in %.", "",
-             "| variant | MCA (ours) | ACA (ours) | MCA (paper) | run |", "|---|---|---|---|---|"]
+             "with the sum of its classifier branches. Rates in %, 95 % intervals in brackets. "
+             "The last columns: cells only this variant / only DRI gets right with McNemar's "
+             "exact p, and mean ± sd (range) of MCA over a seed series where there is one.", "",
+             "| variant | MCA (ours) | ACA (ours) | MCA (paper) | run | vs DRI | over seeds |",
+             "|---|---|---|---|---|---|---|"]
     for variant, row in paper.VARIANTS.items():
         result = evals.get(variant)
         run = (f"[{variant}]({_link(RunDir(run_dirs[variant]).page, page_dir)})"
                if run_dirs and variant in run_dirs else "-")
-        lines.append(f"| {row.title} | "
-                     f"{_pct(result['mca']) if result else 'not run'} | "
-                     f"{_pct(result['aca']) if result else '-'} | {row.table3a_mca:.2f} | {run} |")
+        ours = (f"{_rate(result, 'mca')} | {_rate(result, 'aca')}" if result
+                else "not run | -")
+        lines.append(f"| {row.title} | {ours} | {row.table3a_mca:.2f} | {run} | "
+                     f"{_against_dri(variant, evals)} | "
+                     f"{_seed_spread(run_dirs.get(variant)) if run_dirs else '-'} |")
     lines += ["", "The paper's ordering: Shallow Inception < SRI < Inception < DRI. "
               f"Differences from the paper: [assumptions ledger]"
               f"({_link(ASSUMPTIONS, page_dir)}).", ""]
     return "\n".join(lines)
+
+
+def _against_dri(variant: str, evals: Mapping[str, Mapping]) -> str:
+    """McNemar's test of a variant's fused predictions against DRI's on the same cells."""
+    if variant == "dri" or variant not in evals or "dri" not in evals:
+        return "-"
+    a, b = evals[variant].get("cells"), evals["dri"].get("cells")
+    if not a or not b or a["ids"] != b["ids"]:
+        return "-"
+    labels = np.asarray(a["labels"])
+    combo = FULL_COMBO
+    test = stats.mcnemar(np.asarray(a["predicted"]["prob"][combo]) == labels,
+                         np.asarray(b["predicted"]["prob"][combo]) == labels)
+    return _paired(test)
+
+
+def _seed_spread(run_dir: Path | None) -> str:
+    """MCA over the seed series this run is seed-1 of (`<x>-seeds/seed-1`), if summarised."""
+    if run_dir is None or Path(run_dir).name != "seed-1":
+        return "-"
+    summary = series.SeriesDir(Path(run_dir).parent).summary
+    if not summary.is_file():
+        return "-"
+    s = json.loads(summary.read_text())["spread"]["prob"].get(FULL_COMBO)
+    return series.spread_cell(s["mca"]) if s else "-"
 
 
 def write_ablation(run_dirs: Mapping[str, Path], path: str | Path, schedule: str = "") -> Path:

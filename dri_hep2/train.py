@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from . import atomic, caffe_env, caffe_log, report, schedules
+from . import atomic, caffe_env, caffe_log, ledger, report, schedules
 from .caffe_env import Gpus
 from .data import lmdb_io
 from .data.folder import DataFolder
@@ -38,6 +38,7 @@ class RunConfig:
     data_dir: Path = Path("data")
     run_dir: Path | None = None     # default results/<net>
     gpus: Gpus = Gpus()             # empty: CPU
+    seed: int = ledger.RANDOM_SEED  # Caffe's random_seed: weight fillers, dropout (N14)
 
     def __post_init__(self):
         schedules.get(self.schedule)
@@ -71,7 +72,8 @@ def build_run_files(cfg: RunConfig) -> dict[str, str]:
                                 bn_moving_average=schedule.bn_moving_average)
     solver_param = solver.solver(cfg.net, cfg.schedule, net_path=RunDir.train_val,
                                  snapshot_prefix=run.snapshot_prefix(cfg.net),
-                                 val_size=lmdb_io.lmdb_entries(data.lmdb("val")))
+                                 val_size=lmdb_io.lmdb_entries(data.lmdb("val")),
+                                 random_seed=cfg.seed)
     # The CLI's -gpu flag alone picks the device: with solver_mode GPU in the file, Caffe
     # would take GPU 0 even when GPU= is empty (caffe.cpp, train()).
     solver_param.solver_mode = solver_param.CPU
@@ -100,7 +102,8 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _max_iter(run: RunDir) -> int:
+def max_iter(run: RunDir) -> int:
+    """The solver's max_iter: where a run is finished."""
     solver_param = proto.read(run.require(RunDir.solver).solver, proto.caffe_pb2.SolverParameter)
     return solver_param.max_iter
 
@@ -125,12 +128,12 @@ def run_caffe(run: RunDir | str | Path, gpus: Gpus = Gpus(), data: DataFolder | 
     waits for that snapshot before it returns with outcome `interrupted`.
     """
     run = RunDir(run)
-    max_iter = _max_iter(run)
+    last = max_iter(run)
     state = run.newest("solverstate")
     session = Session(resumed_from=str(state.relative_to(run.path)) if state else None,
                       command=_command(run, state, gpus))
     start_iter = snapshot_iteration(state) if state else 0
-    if start_iter >= max_iter and state is not None:
+    if start_iter >= last and state is not None:
         # Already trained: Caffe would only rerun the final validation.
         session.outcome, session.last_iteration = "finished", start_iter
         return session
@@ -141,7 +144,7 @@ def run_caffe(run: RunDir | str | Path, gpus: Gpus = Gpus(), data: DataFolder | 
     extra = dict(manifest_extra or {})
     run.write_manifest(data, sessions, extra)
 
-    returncode, interrupted = _follow(run, session, start_iter, max_iter, progress)
+    returncode, interrupted = _follow(run, session, start_iter, last, progress)
     session.outcome = ("failed" if returncode != 0 else
                        "interrupted" if interrupted else "finished")
     final = run.newest("solverstate")
@@ -166,14 +169,14 @@ def _log_tail(log: Path, lines: int = 12) -> list[str]:
     return kept[-lines:]
 
 
-def _follow(run: RunDir, session: Session, start_iter: int, max_iter: int,
+def _follow(run: RunDir, session: Session, start_iter: int, total: int,
             progress: bool) -> tuple[int, bool]:
     """Start `caffe train`, copy its output to train.log and drive the progress bar until it
     exits; returns its exit status and whether it was interrupted."""
     # INFO lines are what the log parser reads: make sure a GLOG_minloglevel set for pycaffe
     # in this process does not silence them, and keep glog from writing files under /tmp.
     env = {**os.environ, "GLOG_minloglevel": "0", "GLOG_logtostderr": "1"}
-    bar = tqdm(total=max_iter, initial=start_iter, unit="it", disable=not progress,
+    bar = tqdm(total=total, initial=start_iter, unit="it", disable=not progress,
                dynamic_ncols=True, desc=run.name)
     interrupted = False
 
@@ -217,5 +220,5 @@ def train(cfg: RunConfig, progress: bool = True) -> Session:
     run = prepare(cfg)
     return run_caffe(run, cfg.gpus, data=cfg.data,
                      manifest_extra={"net": cfg.net, "schedule": cfg.schedule,
-                                     "gpu": cfg.gpus.flag},
+                                     "gpu": cfg.gpus.flag, "seed": cfg.seed},
                      progress=progress)

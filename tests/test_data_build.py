@@ -12,6 +12,7 @@ import pytest
 
 from dri_hep2 import ledger, paper
 from dri_hep2.data import augment, build, i3a, lmdb_io, split, synthetic
+from dri_hep2.data.folder import DataFolder
 
 
 @pytest.fixture(scope="module")
@@ -66,9 +67,12 @@ def test_manifest_counts_and_splits(data_dir, replica):
         for c, n in enumerate(m["splits"]["train"]["cells_per_class"])]
     assert m["class_order"] == list(paper.CLASSES)
     assert m["parameters"]["seed"] == ledger.RANDOM_SEED and len(m["inputs"]["sha256"]) == 64
-    ids = [{line.split(",")[0] for line in (data_dir / "splits" / f"{s}.csv")
-            .read_text().splitlines()[1:]} for s in split.SPLITS]
+    rows = {s: DataFolder(data_dir).read_split(s) for s in split.SPLITS}
+    ids = [{r["id"] for r in rows[s]} for s in split.SPLITS]
     assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
+    # The split CSVs keep each cell's specimen (the replica has one per cell).
+    specimens = {r.id: r.specimen for r in i3a.read_i3a(replica).records}
+    assert all(r["specimen"] == specimens[r["id"]] for s in split.SPLITS for r in rows[s])
 
 
 def test_key_order_is_a_seeded_shuffle(replica, data_dir, tmp_path):
@@ -141,15 +145,15 @@ def test_mean_blob_is_protobufs_byte_for_byte(caffe, shape):
 def test_lmdb_values_are_those_of_protobuf_datums_of_the_views(data_dir):
     """The build frames views itself and writes in key order: each value is still the Datum of
     its key's view (the cell's PNG, rotated and resized as cell_views does)."""
-    rows = (data_dir / "splits" / "val.csv").read_text().splitlines()[1:]
+    rows = DataFolder(data_dir).read_split("val")
     classes = {name.lower(): c for c, name in enumerate(paper.CLASSES)}
     folder = Path(json.loads((data_dir / "manifest.json").read_text())["inputs"]["folder"])
     entries = dict(lmdb_io.read_lmdb(data_dir / "lmdb" / "val"))
     # The keys are the seeded shuffle of the split's cells (seed, split index 1), D11.
-    ids = [row.split(",")[0] for row in rows]
+    ids = [row["id"] for row in rows]
     assert sorted(entries) == sorted(lmdb_io.shuffled_keys(ids, [ledger.RANDOM_SEED, 1]))
     by_id = {key.decode().split("_", 1)[1]: value for key, value in entries.items()}
     assert len(by_id) == len(rows)
-    for cell_id, cls in (row.split(",") for row in rows):
+    for cell_id, cls in ((row["id"], row["class"]) for row in rows):
         view = augment.cell_views(i3a.decode_png(folder / f"{cell_id}.png"))[0]
         assert by_id[cell_id] == lmdb_io.encode_datum(view, classes[cls.lower()])

@@ -59,12 +59,12 @@ def test_branches_fusions_and_metrics_match_numpy(caffe, tiny_data_dir, tmp_path
     # Recompute FC1..FC3 in NumPy from the weights and the test LMDB (mean 30, scale 1/64).
     net = caffe.Net(str(run_dir / RunDir.deploy), caffe.TEST,
                     weights=str(run_dir / "snapshots/tiny_iter_1000.caffemodel"))
-    images, labels = evaluate.read_lmdb(tiny_data_dir / "lmdb" / "test")
+    images, labels, _ = evaluate.read_lmdb(tiny_data_dir / "lmdb" / "test")
     x = ((images.astype(np.float64) - 30.0) * SCALE).reshape(len(images), -1)
-    branch = {}
+    branch, scores = {}, {}
     for k in (1, 2, 3):
         w, b = (p.data for p in net.params[f"loss{k}/classifier"])
-        z = x @ w.T + b
+        z = scores[k] = x @ w.T + b
         e = np.exp(z - z.max(axis=1, keepdims=True))
         branch[k] = e / e.sum(axis=1, keepdims=True)
     expected = metrics.evaluate_combos(labels, branch)
@@ -75,6 +75,22 @@ def test_branches_fusions_and_metrics_match_numpy(caffe, tiny_data_dir, tmp_path
     assert result["confusion"] == expected["1+2+3"]["confusion"]
     assert result["mca"] == pytest.approx(expected["1+2+3"]["mca"])
     assert result["fused_prob_max_abs_diff"] < 1e-6
+    # The other reading of the sum layer: raw classifier scores summed.
+    for combo, expect in metrics.evaluate_combos(labels, scores).items():
+        assert result["score_combos"][combo]["mca"] == pytest.approx(expect["mca"])
+    # Per-cell predictions, and McNemar's counts from them.
+    cells = result["cells"]
+    assert cells["labels"] == labels.tolist() and len(cells["ids"]) == 12
+    full = np.array(cells["predicted"]["prob"]["1+2+3"]) == labels
+    only3 = np.array(cells["predicted"]["prob"]["3"]) == labels
+    test = result["mcnemar"]["prob"]["3"]
+    assert (test["a_only"], test["b_only"]) == (int((only3 & ~full).sum()),
+                                                int((full & ~only3).sum()))
+    # 95 % intervals around each figure (no split CSV here: the bootstrap resamples cells).
+    assert result["intervals"]["specimens"] is None and "cells" in result["intervals"]["mca"]
+    for figures in [result, *result["combos"].values(), *result["score_combos"].values()]:
+        assert figures["mca_ci"][0] <= figures["mca"] <= figures["mca_ci"][1]
+        assert figures["aca_ci"][0] <= figures["aca"] <= figures["aca_ci"][1]
 
 
 def test_a_fused_blob_that_is_not_the_sum_is_refused(caffe, tiny_data_dir, tmp_path):

@@ -30,6 +30,24 @@ def test_eval_md_puts_ours_beside_tables_3b_and_4():
     assert "| **G** | 0 | 0 | 0 | 0 | 5 | 15 |" in text
 
 
+def test_eval_md_shows_intervals_paired_tests_and_the_other_reading():
+    result = eval_result(0.9583, 0.9826)
+    result.update(mca_ci=[0.931, 0.975], aca_ci=[0.962, 0.992],
+                  per_class_ci={c: [0.9, 1.0] for c in paper.CLASSES},
+                  intervals={"aca": "Wilson score", "mca": "stratified bootstrap percentile, "
+                             "resampling specimens within each class", "resamples": 2000})
+    result["combos"]["3"].update(mca_ci=[0.85, 0.94])
+    result["score_combos"] = {"1+2+3": {"mca": 0.95, "aca": 0.97}}
+    result["mcnemar"] = {"prob": {"3": {"a_only": 1, "b_only": 9, "p": 22 / 1024}},
+                         "prob_vs_score": {"1+2+3": {"a_only": 0, "b_only": 2, "p": 0.5}}}
+    text = report.eval_markdown(result)
+    assert "95 % intervals in brackets" in text and "resampling specimens" in text
+    assert "| DRI<sub>3</sub> | 90.00 [85.0, 94.0] | 91.00 | 96.23 | 1 / 9, p = 0.021 |" in text
+    assert "| DRI<sub>1+2+3</sub> | 95.00 | 97.00 | 0 / 2, p = 0.500 |" in text
+    assert "| **DRI (this run)** | **95.83** [93.1, 97.5] | **98.26** [96.2, 99.2] |" in text
+    assert "| 95 % interval | [90.0, 100.0] |" in text
+
+
 def test_ablation_page_is_table_3a(tmp_path):
     results = tmp_path / "results"
     values = {"shallow_inception": (0.91, 0.92), "sri": (0.93, 0.94), "dri": (0.97, 0.975)}
@@ -45,6 +63,34 @@ def test_ablation_page_is_table_3a(tmp_path):
     assert "| Inception [16] | not run | - | 97.93 |" in text
     link = text.split("[assumptions ledger](")[1].split(")")[0]
     assert (results / link).resolve() == report.ASSUMPTIONS.resolve()
+
+
+def test_ablation_page_tests_each_variant_against_dri_and_shows_seed_spread(tmp_path):
+    """Table 3(a) with intervals, McNemar's test against DRI on the same cells (counted by
+    hand below) and the spread of a seed series."""
+    results = tmp_path / "results"
+    labels = [0, 1, 2, 3, 4, 5] * 2
+    dri_pred = labels[:]                         # all 12 right
+    sri_pred = labels[:6] + [1, 1, 1, 1, 1, 1]   # 6 wrong, one of them (label 1) right anyway
+    for variant, pred in (("dri", dri_pred), ("sri", sri_pred)):
+        run = results / f"{variant}-seeds" / "seed-1"
+        run.mkdir(parents=True)
+        result = eval_result(0.9, 0.9)
+        result.update(mca_ci=[0.85, 0.95], aca_ci=[0.8, 0.97], cells={
+            "ids": [f"{i:05d}" for i in range(12)], "labels": labels,
+            "predicted": {"prob": {"1+2+3": pred}}})
+        (run / "eval.json").write_text(json.dumps(result))
+    summary = {"runs": [], "spread": {"prob": {"1+2+3": {"mca": {
+        "n": 3, "mean": 0.95, "sd": 0.01, "min": 0.94, "max": 0.96}}}}}
+    (results / "sri-seeds" / "summary.json").write_text(json.dumps(summary))
+    run_dirs = {v: results / f"{v}-seeds" / "seed-1" for v in ("sri", "dri")}
+    text = report.write_ablation(run_dirs, results / "ablation.md", "short").read_text()
+    # SRI right only where DRI is too: 0 / 5 cells, p = 2 / 2^5.
+    assert "| SRI | 90.00 [85.0, 95.0] | 90.00 [80.0, 97.0] | 97.85 | " \
+           "[sri](sri-seeds/seed-1/README.md) | 0 / 5, p = 0.062 | " \
+           "95.00 ± 1.00 (94.00-96.00) |" in text
+    assert "| DRI | 90.00 [85.0, 95.0] | 90.00 [80.0, 97.0] | 98.37 | " \
+           "[dri](dri-seeds/seed-1/README.md) | - | - |" in text
 
 
 def test_figures_are_written(tmp_path):

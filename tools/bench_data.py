@@ -27,10 +27,8 @@ def baseline(replica: Path, data_dir: Path, work: Path) -> dict:
     labels = {name.lower(): c for c, name in enumerate(paper.CLASSES)}
     lists = {}
     for name in split.SPLITS:
-        rows = [line.split(",") for line in
-                DataFolder(data_dir).split_csv(name).read_text().splitlines()[1:]]
         entries = []
-        for cell_id, cls in rows:
+        for cell_id, cls in ((r["id"], r["class"]) for r in DataFolder(data_dir).read_split(name)):
             label = labels[cls.lower()]
             if name != "train":
                 entries.append((replica / f"{cell_id}.png", label))

@@ -59,8 +59,8 @@ def main(argv=None) -> int:
                       json.dumps({"scale": args.scale, "seconds": timings}, indent=2) + "\n")
 
     print(f"[demo] {args.net} on the synthetic replica (scale {args.scale}): "
-          f"MCA {100 * result['mca']:.2f} %, ACA {100 * result['aca']:.2f} % "
-          f"on {result['n']} test cells; paper on I3A: MCA {paper.TABLE3B_MCA['1+2+3']:.2f} %")
+          f"{report.headline(result)} (95 % intervals) on {result['n']} test cells; "
+          f"paper on I3A: MCA {paper.TABLE3B_MCA['1+2+3']:.2f} %")
     print(f"[demo] report: {page}")
     return 0
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dri_hep2 import cli, paper, report
+from dri_hep2 import cli, paper
 from dri_hep2.caffe_env import REPO_ROOT
 from dri_hep2.errors import UserError
 from dri_hep2.net import describe, generate
@@ -25,7 +25,7 @@ def main(argv=None) -> int:
     path = args.prototxt or REPO_ROOT / generate.committed_paths(args.net)["deploy"]
     if not path.is_file():
         raise UserError(f"no prototxt at {path}" + ("" if args.prototxt else ": run 'make nets'"))
-    title = report.title(args.net) if args.prototxt is None else path.name
+    title = paper.variant_title(args.net) if args.prototxt is None else path.name
     print(describe.report(describe.describe(path), f"{title} ({path.name})"))
     return 0
 

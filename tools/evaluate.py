@@ -25,9 +25,8 @@ def main(argv=None) -> int:
                                split=args.split, gpus=args.gpu)
     page = report.write_report(args.run_dir)
     print(f"{result['net']} @ iteration {result['iteration']} on {result['n']} {args.split} "
-          f"cells: MCA {100 * result['mca']:.2f} %, ACA {100 * result['aca']:.2f} % "
-          f"(DRI{result['combo']}); " + ", ".join(
-              f"DRI{c} {100 * s['mca']:.2f}" for c, s in result["combos"].items()))
+          f"cells: {report.headline(result)} (DRI{result['combo']}, 95 % intervals); MCA "
+          + ", ".join(f"DRI{c} {100 * s['mca']:.2f}" for c, s in result["combos"].items()))
     print(f"report: {page}")
     return 0
 

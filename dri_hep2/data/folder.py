@@ -2,7 +2,8 @@
 
     lmdb/train, lmdb/val, lmdb/test   Caffe Datum LMDBs (1x76x76 uint8, label 0-5)
     lmdb/mean.binaryproto             mean image of the augmented training LMDB
-    splits/{train,val,test}.csv       the cells of each split (`Image ID,Image class`)
+    splits/{train,val,test}.csv       the cells of each split: `Image ID,Image class,Specimen ID`
+                                      (the I3A reader's own CSV format; specimen empty if unknown)
     skipped.csv                       what --skip-bad left out (absent when nothing was)
     manifest.json                     inputs, parameters, counts, build hash
 
@@ -10,9 +11,12 @@ docs/data.md describes the formats.
 """
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 
+from .. import atomic, paper
 from ..errors import UserError
 from ..folders import Folder, member
 from .split import SPLITS
@@ -32,7 +36,21 @@ class DataFolder(Folder):
         return self.lmdb_dir / split
 
     def split_csv(self, split: str) -> Path:
-        return self.splits_dir / f"{split}.csv"
+        return self.splits_dir / split_csv_name(split)
+
+    def read_split(self, split: str) -> list[dict[str, str | None]]:
+        """The cells of a split as written by `write_split_csvs`: id, class, specimen (None
+        where unknown, or in a folder built before specimens were recorded)."""
+        path = self.require_file(self.split_csv(split))
+        rows = csv.DictReader(io.StringIO(path.read_text()))
+        return [{"id": r["Image ID"], "class": r["Image class"],
+                 "specimen": r.get("Specimen ID") or None} for r in rows]
+
+    def require_file(self, path: Path) -> Path:
+        if not path.is_file():
+            raise UserError(f"{path} missing: run 'make data I3A=<your I3A folder> "
+                            f"DATA_DIR={self.path}' first")
+        return path
 
     def outputs(self) -> list[Path]:
         """Every output the manifest certifies."""
@@ -57,3 +75,17 @@ class DataFolder(Folder):
                 f"'make data'. Run 'make data I3A=<your I3A folder> DATA_DIR={self.path}' "
                 "first (without I3A: 'make synthetic', then 'make data I3A=data/synthetic_i3a')")
         return self
+
+
+def split_csv_name(split: str) -> str:
+    return f"{split}.csv"
+
+
+def write_split_csvs(splits: dict[str, list], folder: Path) -> None:
+    """{split}.csv in `folder` (the staged splits/): one row per cell record."""
+    for name, recs in splits.items():
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["Image ID", "Image class", "Specimen ID"])
+        writer.writerows([r.id, paper.CLASSES[r.label], r.specimen or ""] for r in recs)
+        atomic.write_text(Path(folder) / split_csv_name(name), buf.getvalue())

@@ -78,6 +78,13 @@ def shuffled_keys(names: list[str], seed: int | list[int]) -> list[bytes]:
     return [f"{rank:08d}_{name}".encode() for rank, name in zip(ranks, names)]
 
 
+def key_name(key: bytes) -> str:
+    """The name a key of `shuffled_keys` was made for (a cell ID, or ID_rANGLE); a key of
+    another writer stands for itself."""
+    rank, sep, name = key.decode().partition("_")
+    return name if sep else rank
+
+
 def map_size(count: int, value_size: int, key_size: int = 32) -> int:
     """Bytes of LMDB map for `count` values of `value_size`: overflow pages for large values,
     leaves at half fill (random insertion order), plus a margin; a multiple of the page."""

@@ -1,11 +1,9 @@
 """The paper's train / validation / test split (section 3.2, Table 2)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
-from .. import atomic, ledger, paper
+from .. import ledger, paper
 from ..errors import UserError
 
 
@@ -83,9 +81,3 @@ def _by_specimen(cells, rng):
         parts[k].extend(groups[names[i]])
     return parts
 
-
-def write_split_csvs(splits: dict[str, list], folder) -> None:
-    """splits/{train,val,test}.csv: `Image ID,Image class`, the reader's own CSV format."""
-    for name, recs in splits.items():
-        lines = ["Image ID,Image class"] + [f"{r.id},{paper.CLASSES[r.label]}" for r in recs]
-        atomic.write_text(Path(folder) / f"{name}.csv", "\n".join(lines) + "\n")

@@ -18,10 +18,10 @@ def test_iter(val_size: int, test_batch_size: int = ledger.TEST_BATCH_SIZE) -> i
 
 
 def solver(variant: str, schedule: str, net_path: str, snapshot_prefix: str, val_size: int,
-           test_batch_size: int = ledger.TEST_BATCH_SIZE):
+           test_batch_size: int = ledger.TEST_BATCH_SIZE, random_seed: int = ledger.RANDOM_SEED):
     """SGD with momentum 0.9 and the step policy, gamma 0.79 (section 2.3); weight decay
-    ledger.WEIGHT_DECAY (N8); a fixed random_seed (N14). solver_mode is left unset (CPU) so
-    that `caffe train -gpu N` alone picks the device."""
+    ledger.WEIGHT_DECAY (N8); a fixed random_seed (N14; `make seeds` varies it). solver_mode
+    is left unset (CPU) so that `caffe train -gpu N` alone picks the device."""
     variant_of(variant)
     s = schedules.get(schedule)
     sp = caffe_pb2.SolverParameter()
@@ -39,5 +39,5 @@ def solver(variant: str, schedule: str, net_path: str, snapshot_prefix: str, val
     sp.display = s.display
     sp.snapshot = s.snapshot
     sp.snapshot_prefix = str(snapshot_prefix)
-    sp.random_seed = ledger.RANDOM_SEED
+    sp.random_seed = random_seed
     return sp
