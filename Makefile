@@ -23,6 +23,7 @@ DATA_DIR   ?= data
 RUN_DIR    ?= results/$(NET)
 I3A        ?=
 WEIGHTS    ?=
+NET_ARGS   ?=
 PYTEST_ARGS ?=
 
 VENV_STAMP  := $(VENV)/.installed
@@ -88,7 +89,7 @@ bench-nets: setup  ## caffe time of each variant (batch 24) beside the machine's
 .PHONY: train eval report
 
 train: setup  ## caffe train NET with SCHEDULE (paper|short) on DATA_DIR into RUN_DIR; GPU=0 or 0,1; reruns resume
-	$(PY) tools/train.py --net $(NET) --schedule $(SCHEDULE) --data-dir $(DATA_DIR) --run-dir $(RUN_DIR) --gpu "$(GPU)"
+	$(PY) tools/train.py --net $(NET) --schedule $(SCHEDULE) --data-dir $(DATA_DIR) --run-dir $(RUN_DIR) --gpu "$(GPU)" $(NET_ARGS)
 
 eval: setup  ## RUN_DIR's newest snapshot (or WEIGHTS=) on the test split: eval.json, eval.md, confusion.png
 	$(PY) tools/evaluate.py --run-dir $(RUN_DIR) --data-dir $(DATA_DIR) $(if $(WEIGHTS),--weights $(WEIGHTS)) --gpu "$(GPU)"
@@ -108,7 +109,7 @@ demo: setup  ## the main job on a CPU: synthetic replica, data, short DRI traini
 	$(PY) tools/demo.py --data-dir $(DEMO_DATA_DIR) --run-dir $(DEMO_RUN_DIR)
 
 seeds: setup  ## N runs of NET/SCHEDULE differing only in Caffe's seed (VARY_SPLIT=1: the split too) into RUN_DIR-seeds, summary page
-	$(PY) tools/seeds.py --net $(NET) --schedule $(SCHEDULE) --data-dir $(DATA_DIR) --run-dir $(RUN_DIR) -n $(N) $(if $(VARY_SPLIT),--vary-split) --gpu "$(GPU)"
+	$(PY) tools/seeds.py --net $(NET) --schedule $(SCHEDULE) --data-dir $(DATA_DIR) --run-dir $(RUN_DIR) -n $(N) $(if $(VARY_SPLIT),--vary-split) --gpu "$(GPU)" $(NET_ARGS)
 
 demo-seeds: demo  ## the demo's figure as a range: N seeds of the demo into results/demo-seeds (its page shows them)
 	$(MAKE) seeds NET=dri SCHEDULE=short DATA_DIR=$(DEMO_DATA_DIR) RUN_DIR=$(DEMO_RUN_DIR) N=$(N)

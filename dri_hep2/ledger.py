@@ -32,6 +32,9 @@ INPUT_SCALE = 0.0078125      # 1/128: mean-subtracted grey levels to about [-1, 
 BIAS_FILLER_VALUE = 0.0
 # N11: PReLU slopes without weight decay, as in the PReLU paper (ref. [19]).
 PRELU_DECAY_MULT = 0.0
+# N17: Scale layers' gamma and beta keep Caffe's default multipliers (lr 1, decay 1): None
+# writes no `param` block.
+SCALE_DECAY_MULT = None
 
 # --- Solver (rows N7, N8, N14) -------------------------------------------------------------------
 LR_STEPSIZE = 10000          # N7: the step policy's stepsize; lr reaches ~1e-6 at 290k

@@ -12,7 +12,7 @@ import os
 import signal
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
@@ -23,6 +23,7 @@ from .data import lmdb_io
 from .data.folder import DataFolder
 from .errors import UserError
 from .net import build, proto, solver
+from .net.options import NetOptions
 from .run import RunDir, snapshot_iteration
 
 
@@ -39,6 +40,7 @@ class RunConfig:
     run_dir: Path | None = None     # default results/<net>
     gpus: Gpus = Gpus()             # empty: CPU
     seed: int = ledger.RANDOM_SEED  # Caffe's random_seed: weight fillers, dropout (N14)
+    net_options: NetOptions = NetOptions()     # the knobs of the lost figures (ledger N*)
 
     def __post_init__(self):
         schedules.get(self.schedule)
@@ -68,8 +70,9 @@ def build_run_files(cfg: RunConfig) -> dict[str, str]:
     data = cfg.data.resolve().require("train", "val")
     schedule = schedules.get(cfg.schedule)
     run = cfg.run
+    knobs = asdict(cfg.net_options)
     train_val = build.train_val(cfg.net, data_dir=data.path,
-                                bn_moving_average=schedule.bn_moving_average)
+                                bn_moving_average=schedule.bn_moving_average, **knobs)
     solver_param = solver.solver(cfg.net, cfg.schedule, net_path=RunDir.train_val,
                                  snapshot_prefix=run.snapshot_prefix(cfg.net),
                                  val_size=lmdb_io.lmdb_entries(data.lmdb("val")),
@@ -83,7 +86,7 @@ def build_run_files(cfg: RunConfig) -> dict[str, str]:
     solver_param.test_initialization = False
     return {RunDir.solver: proto.to_text(solver_param),
             RunDir.train_val: proto.to_text(train_val),
-            RunDir.deploy: proto.to_text(build.deploy(cfg.net))}
+            RunDir.deploy: proto.to_text(build.deploy(cfg.net, **knobs))}
 
 
 def prepare(cfg: RunConfig) -> RunDir:
@@ -220,5 +223,6 @@ def train(cfg: RunConfig, progress: bool = True) -> Session:
     run = prepare(cfg)
     return run_caffe(run, cfg.gpus, data=cfg.data,
                      manifest_extra={"net": cfg.net, "schedule": cfg.schedule,
-                                     "gpu": cfg.gpus.flag, "seed": cfg.seed},
+                                     "gpu": cfg.gpus.flag, "seed": cfg.seed,
+                                     "net_options": cfg.net_options.changed()},
                      progress=progress)

@@ -6,6 +6,7 @@ import pytest
 
 from dri_hep2 import ledger, paper
 from dri_hep2.net import build, proto
+from dri_hep2.net.options import NetOptions
 
 # Tiny batches keep every whole-net test to about a second on a CPU.
 BATCH = 2
@@ -231,3 +232,36 @@ def test_unknown_variant_and_shortcut_are_refused():
         build.deploy("resnet")
     with pytest.raises(ValueError, match="unknown shortcut"):
         build.deploy("dri", shortcut="dense")
+
+
+def test_aux_heads_can_follow_any_named_block(caffe):
+    """N4's other reading: GoogLeNet's loss1/loss2 sit after inception_4a and 4d, i.e. after
+    DRI 2-1 and DRI 2-3; both heads then see the 9x9 stage."""
+    net_param = build.deploy("dri", aux_after=("dri_2_1", "dri_2_3"))
+    pools = {layer.name: layer for layer in _layers(net_param, "Pooling")}
+    assert list(pools["loss1/ave_pool"].bottom) == ["dri_2_1/output"]
+    assert list(pools["loss2/ave_pool"].bottom) == ["dri_2_3/output"]
+    net = proto.load(net_param)
+    assert net.blobs["loss1/ave_pool"].data.shape[2:] == (3, 3)
+    assert build.aux_blocks("sri") == ("dri_1_1", "dri_2_2")        # the default: stage ends
+    with pytest.raises(ValueError, match="dri_2_3, which sri does not have"):
+        build.deploy("sri", aux_after=("dri_2_1", "dri_2_3"))
+    with pytest.raises(ValueError, match="FC1 must come before FC2"):
+        build.deploy("dri", aux_after=("dri_2_3", "dri_2_1"))
+
+
+def test_main_dropout_and_scale_decay_are_knobs():
+    """N6: the main head's dropout (0: none); N17: weight decay of the Scale layers."""
+    drops = {layer.name: layer.dropout_param.dropout_ratio
+             for layer in _layers(build.train_val("dri", main_dropout=0.7), "Dropout")}
+    assert drops["loss3/drop"] == pytest.approx(0.7)
+    assert "loss3/drop" not in {layer.name for layer in _layers(build.deploy("dri",
+                                                                             main_dropout=0),
+                                                                "Dropout")}
+    assert all(not layer.param for layer in _layers(build.deploy("dri"), "Scale"))
+    scales = _layers(build.deploy("dri", scale_decay_mult=0.0), "Scale")
+    assert scales and all([(p.lr_mult, p.decay_mult) for p in layer.param] == [(1, 0), (1, 0)]
+                          for layer in scales)
+    assert NetOptions(main_dropout=0.7).changed() == {"main_dropout": 0.7}
+    with pytest.raises(ValueError):
+        NetOptions(main_dropout=1.0)

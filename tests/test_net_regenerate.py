@@ -20,5 +20,6 @@ def test_committed_files_match_the_generator(variant):
 def test_generate_writes_every_file(tmp_path):
     written = generate.generate(tmp_path, ("sri",))
     assert sorted(p.relative_to(tmp_path).as_posix() for p in written) == [
-        "prototxt/sri_deploy.prototxt", "prototxt/sri_train_val.prototxt",
+        "prototxt/sri_deploy.prototxt", "prototxt/sri_short_train_val.prototxt",
+        "prototxt/sri_train_val.prototxt",
         "solver/sri_short_solver.prototxt", "solver/sri_solver.prototxt"]

@@ -43,6 +43,15 @@ def test_short_schedule_keeps_the_policy_and_shortens_the_run(caffe):
         ledger.SHORT_MAX_ITER, ledger.SHORT_STEPSIZE, pytest.approx(ledger.SHORT_BASE_LR))
     assert (s.lr_policy, s.gamma, s.momentum) == (
         "step", pytest.approx(paper.LR_GAMMA), pytest.approx(paper.MOMENTUM))
+    # What SCHEDULE=short runs: its own train_val with the short BatchNorm window (T7), and
+    # snapshots apart from the paper schedule's, so neither resumes from the other.
+    assert s.net == "prototxt/dri_short_train_val.prototxt"
+    assert s.snapshot_prefix == "results/dri-short/snapshots/dri"
+    short_net = proto.read(REPO_ROOT / s.net)
+    fractions = [layer.batch_norm_param.moving_average_fraction for layer in short_net.layer
+                 if layer.type == "BatchNorm"]
+    assert len(fractions) > 30
+    assert fractions == pytest.approx([ledger.SHORT_BN_MOVING_AVERAGE] * len(fractions))
 
 
 def test_i3a_validation_size_and_test_iter():

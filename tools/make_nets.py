@@ -5,11 +5,12 @@ runs it; `--draw-only --format svg --rankdir LR` redraws the diagrams alone."""
 from __future__ import annotations
 
 import argparse
+from dataclasses import asdict
 from pathlib import Path
 
-from dri_hep2 import cli, ledger, paper
+from dri_hep2 import cli, paper
 from dri_hep2.caffe_env import REPO_ROOT
-from dri_hep2.net import generate
+from dri_hep2.net import generate, options
 
 
 def main(argv=None) -> int:
@@ -27,23 +28,21 @@ def main(argv=None) -> int:
                     help="diagram format (default: png, the committed one)")
     ap.add_argument("--rankdir", choices=("TB", "LR", "BT", "RL"), default="TB",
                     help="diagram direction (default: TB, top to bottom)")
-    ap.add_argument("--shortcut", choices=ledger.SHORTCUTS, default=ledger.SHORTCUT,
-                    help=f"shortcut between blobs of different widths (ASSUMPTIONS.md N2; "
-                         f"default {ledger.SHORTCUT}); a non-default value makes the files "
-                         f"differ from the committed ones, so use it with --root")
-    ap.add_argument("--dri-2-3-1x1", type=int, default=None,
-                    help="DRI 2-3's 1x1 width in place of the printed 244 (ASSUMPTIONS.md N12)")
+    knobs = ap.add_argument_group(
+        "net knobs", "our choices for the lost Fig. 1 / Fig. 2 (ASSUMPTIONS.md); a non-default "
+        "value makes the files differ from the committed ones, so use it with --root")
+    options.add_arguments(knobs)
     args = ap.parse_args(argv)
     variants = args.variant or list(paper.VARIANTS)
-    options = dict(shortcut=args.shortcut, dri_2_3_1x1=args.dri_2_3_1x1)
+    chosen = asdict(options.from_arguments(args))
     if not args.draw_only:
-        for path in generate.generate(args.root, variants, **options):
+        for path in generate.generate(args.root, variants, **chosen):
             print(path)
     if not args.no_draw:
         from dri_hep2.net import draw
         for variant in variants:
             out = args.root / "results" / "nets" / f"{variant}.{args.format}"
-            print(draw.draw_variant(variant, out, args.rankdir, **options))
+            print(draw.draw_variant(variant, out, args.rankdir, **chosen))
     return 0
 
 

@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 
 from dri_hep2 import cli, experiments, paper, schedules, train
+from dri_hep2.net import options
 
 
 def main(argv=None) -> int:
@@ -29,9 +30,11 @@ def main(argv=None) -> int:
                          "folder its manifest names)")
     cli.add_gpu(ap)
     ap.add_argument("--no-progress", action="store_true", help="no progress bars")
+    options.add_arguments(ap.add_argument_group("net knobs", "as for train.py (ASSUMPTIONS.md)"))
     args = ap.parse_args(argv)
     base = train.RunConfig(net=args.net, schedule=args.schedule, data_dir=args.data_dir,
-                           run_dir=args.run_dir, gpus=args.gpu)
+                           run_dir=args.run_dir, gpus=args.gpu,
+                           net_options=options.from_arguments(args))
     series = experiments.run_series(base, args.n, args.vary_split,
                                     progress=not args.no_progress)
     if series is None:

@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 
 from dri_hep2 import cli, paper, schedules, train
+from dri_hep2.net import options
 
 
 def main(argv=None) -> int:
@@ -24,9 +25,13 @@ def main(argv=None) -> int:
     ap.add_argument("--run-dir", type=Path, help="output folder (default results/<net>)")
     cli.add_gpu(ap)
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    options.add_arguments(ap.add_argument_group(
+        "net knobs", "our choices for the lost Fig. 1 / Fig. 2 (ASSUMPTIONS.md); make passes "
+        "them as NET_ARGS=\"--aux-after dri_2_1,dri_2_3\""))
     args = ap.parse_args(argv)
     cfg = train.RunConfig(net=args.net, schedule=args.schedule, data_dir=args.data_dir,
-                          run_dir=args.run_dir, gpus=args.gpu)
+                          run_dir=args.run_dir, gpus=args.gpu,
+                          net_options=options.from_arguments(args))
     session = train.train(cfg, progress=not args.no_progress)
     if session.outcome == "interrupted":
         print(f"interrupted at iteration {session.last_iteration}: snapshot in "

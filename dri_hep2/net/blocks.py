@@ -169,11 +169,13 @@ def aux_head(ns, index: int, bottom):
     return fc(ns, f"{p}/classifier", ns[f"{p}/drop_fc"], paper.NUM_CLASSES)
 
 
-def main_head(ns, bottom):
+def main_head(ns, bottom, dropout: float = ledger.MAIN_DROPOUT):
     """Primary classifier FC3: the last block's output pre-activated (as in pre-activation
-    ResNets), global average pool, dropout ledger.MAIN_DROPOUT (N6), 6 scores."""
+    ResNets), global average pool, dropout (ledger N6; none at 0), 6 scores."""
     x = bn_prelu(ns, "loss3/input", bottom)
     ns["loss3/ave_pool"] = L.Pooling(x, pool=P.Pooling.AVE, global_pooling=True)
-    ns["loss3/drop"] = L.Dropout(ns["loss3/ave_pool"], dropout_ratio=ledger.MAIN_DROPOUT,
-                                 in_place=True)
-    return fc(ns, "loss3/classifier", ns["loss3/drop"], paper.NUM_CLASSES)
+    x = ns["loss3/ave_pool"]
+    if dropout:
+        ns["loss3/drop"] = L.Dropout(x, dropout_ratio=dropout, in_place=True)
+        x = ns["loss3/drop"]
+    return fc(ns, "loss3/classifier", x, paper.NUM_CLASSES)

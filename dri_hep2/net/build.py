@@ -18,6 +18,7 @@ from pathlib import Path
 from .. import ledger, paper
 from ..data.folder import DataFolder
 from . import blocks
+from .options import NetOptions
 from .proto import L, P, caffe
 
 
@@ -56,9 +57,25 @@ def widths(dri_2_3_1x1: int | None = None) -> dict[str, paper.BlockWidths]:
     return table
 
 
-def _body(ns, variant: str, data, shortcut: str, dri_2_3_1x1: int | None):
+def aux_blocks(variant: str, options: NetOptions = NetOptions()) -> tuple[str, str]:
+    """The Table 1 blocks FC1 and FC2 follow (ledger N4): `options.aux_after`, or the last
+    block of each stage in ledger.AUX_AFTER_STAGES."""
+    kept = [column for stage in stages(variant) for column in stage]
+    if options.aux_after is None:
+        return tuple(stages(variant)[s - 1][-1] for s in ledger.AUX_AFTER_STAGES)
+    missing = [b for b in options.aux_after if b not in kept]
+    if missing:
+        raise ValueError(f"aux_after names {missing[0]}, which {variant} does not have "
+                         f"(its blocks: {', '.join(kept)})")
+    if kept.index(options.aux_after[0]) > kept.index(options.aux_after[1]):
+        raise ValueError(f"aux_after {options.aux_after}: FC1 must come before FC2")
+    return options.aux_after
+
+
+def _body(ns, variant: str, data, options: NetOptions):
     """Stem, blocks and the three heads; returns the classifier Tops of FC1, FC2, FC3."""
-    table = widths(dri_2_3_1x1)
+    table = widths(options.dri_2_3_1x1)
+    heads = aux_blocks(variant, options)
     x = blocks.conv(ns, "conv1/7x7_s2", data, ledger.STEM_CONV1, 7, stride=2)
     x = blocks.max_pool(ns, "pool1/3x3_s2", x)
     x = blocks.bn_prelu_conv(ns, "conv2/3x3_reduce", x, ledger.STEM_CONV2_REDUCE, 1)
@@ -72,11 +89,23 @@ def _body(ns, variant: str, data, shortcut: str, dri_2_3_1x1: int | None):
             if is_inception(variant):
                 x = blocks.inception_block(ns, name, x, table[column])
             else:
-                x = blocks.dri_block(ns, name, x, table[column], shortcut)
-        if number in ledger.AUX_AFTER_STAGES:
-            classifiers.append(blocks.aux_head(ns, len(classifiers) + 1, x))
-    classifiers.append(blocks.main_head(ns, x))
+                x = blocks.dri_block(ns, name, x, table[column], options.shortcut)
+            if column in heads:
+                classifiers.append(blocks.aux_head(ns, len(classifiers) + 1, x))
+    classifiers.append(blocks.main_head(ns, x, options.main_dropout))
     return classifiers
+
+
+def _finish(net, variant: str, options: NetOptions):
+    """Name the net and apply the options that act on whole layer types."""
+    if options.scale_decay_mult is not None:
+        for layer in net.layer:
+            if layer.type == "Scale":
+                del layer.param[:]
+                for _ in range(2):                                  # gamma, beta
+                    layer.param.add(lr_mult=1, decay_mult=options.scale_decay_mult)
+    net.name = variant
+    return net
 
 
 def _losses(ns, classifiers, label) -> None:
@@ -102,20 +131,22 @@ def _data_layer(source: str, mean_file: str, batch_size: int, phase: int):
 
 
 def train_val(variant: str, data_dir: str | Path = "data", batch_size: int = paper.BATCH_SIZE,
-              test_batch_size: int = ledger.TEST_BATCH_SIZE, shortcut: str = ledger.SHORTCUT,
-              dri_2_3_1x1: int | None = None, bn_moving_average: float | None = None):
+              test_batch_size: int = ledger.TEST_BATCH_SIZE,
+              bn_moving_average: float | None = None, **knobs):
     """The training / validation net: LMDB Data layers of the data folder's train and val
     splits with the training mean subtracted and ledger.INPUT_SCALE applied (N9), the three
     weighted losses, and in TEST the top-1 accuracy of each branch and of the fused prediction.
 
     `bn_moving_average` sets every BatchNorm's moving_average_fraction (Caffe's default 0.999
-    when None); a short schedule needs a short window (ASSUMPTIONS.md T7)."""
+    when None); a short schedule needs a short window (ASSUMPTIONS.md T7). `knobs`: the
+    fields of NetOptions."""
+    options = NetOptions(**knobs)
     data = DataFolder(data_dir)
     mean_file = str(data.mean)
     ns = caffe.NetSpec()
     ns.data, ns.label = _data_layer(str(data.lmdb("train")), mean_file, batch_size,
                                     caffe.TRAIN)
-    classifiers = _body(ns, variant, ns.data, shortcut, dri_2_3_1x1)
+    classifiers = _body(ns, variant, ns.data, options)
     _losses(ns, classifiers, ns.label)
     test = dict(include=dict(phase=caffe.TEST))
     for index, cls in enumerate(classifiers, start=1):
@@ -132,32 +163,26 @@ def train_val(variant: str, data_dir: str | Path = "data", batch_size: int = pap
         for layer in net.layer:
             if layer.type == "BatchNorm":
                 layer.batch_norm_param.moving_average_fraction = bn_moving_average
-    net.name = variant
-    return net
+    return _finish(net, variant, options)
 
 
-def deploy(variant: str, shortcut: str = ledger.SHORTCUT, dri_2_3_1x1: int | None = None):
+def deploy(variant: str, **knobs):
     """The inference net: Input `data` 1x1x76x76 (mean-subtracted and scaled by the caller as
     the Data layer does, N9), softmax per branch `loss<k>/prob` and their sum `prob`."""
     ns = caffe.NetSpec()
     ns.data = L.Input(shape=dict(dim=[1, ledger.INPUT_CHANNELS, paper.INPUT_SIZE,
                                       paper.INPUT_SIZE]))
-    _probabilities(ns, _body(ns, variant, ns.data, shortcut, dri_2_3_1x1))
-    net = ns.to_proto()
-    net.name = variant
-    return net
+    _probabilities(ns, _body(ns, variant, ns.data, NetOptions(**knobs)))
+    return _finish(ns.to_proto(), variant, NetOptions(**knobs))
 
 
-def benchmark(variant: str, batch_size: int = paper.BATCH_SIZE,
-              shortcut: str = ledger.SHORTCUT, dri_2_3_1x1: int | None = None):
+def benchmark(variant: str, batch_size: int = paper.BATCH_SIZE, **knobs):
     """The training net with Input layers in place of the LMDBs, for `caffe time` (which
     builds the TRAIN phase): same layers and losses as train_val, no data to read."""
     ns = caffe.NetSpec()
     ns.data, ns.label = L.Input(shape=[dict(dim=[batch_size, ledger.INPUT_CHANNELS,
                                                  paper.INPUT_SIZE, paper.INPUT_SIZE]),
                                        dict(dim=[batch_size])], ntop=2)
-    _losses(ns, _body(ns, variant, ns.data, shortcut, dri_2_3_1x1), ns.label)
-    net = ns.to_proto()
-    net.name = variant
-    return net
+    _losses(ns, _body(ns, variant, ns.data, NetOptions(**knobs)), ns.label)
+    return _finish(ns.to_proto(), variant, NetOptions(**knobs))
 
