@@ -246,6 +246,8 @@ def open_model(backend: str, run: RunDir | None, *, model_dir: str | Path | None
         if gpus:
             raise UserError("GPU= is for the Caffe backend: the ONNX backend runs on the CPU")
         return OnnxModel(folder)
+    if model_dir:
+        raise UserError(f"MODEL={model_dir} is an ONNX export: run it with BACKEND=onnx")
     if run is None:
         raise UserError("BACKEND=caffe needs RUN_DIR=<run folder>")
     return CaffeModel(run, weights, gpus)
