@@ -226,3 +226,23 @@ def test_the_onnx_backend_runs_without_caffe_and_agrees(small_run, tmp_path):
     assert json.loads((onnx_out / "predict.json").read_text())["backend"] == "onnx"
     assert (json.loads((onnx_out / "metrics.json").read_text())["mca"]
             == json.loads((caffe_out / "metrics.json").read_text())["mca"])
+
+
+def test_the_tools_fail_in_one_line_naming_what_to_run(tmp_path):
+    from test_tools_cli import one_line_error, run_tool
+
+    out = run_tool("predict.py", "--images", str(tmp_path / "nothing"), "--run-dir",
+                   str(tmp_path / "run"))
+    one_line_error(out, "predict.py", f"no run folder {tmp_path / 'run'}", "make train")
+    (tmp_path / "cells").mkdir()
+    cv2.imwrite(str(tmp_path / "cells" / "1.png"), np.zeros((60, 60), np.uint8))
+    out = run_tool("predict.py", "--images", str(tmp_path / "cells"), "--backend", "onnx",
+                   "--model", str(tmp_path / "export"), "--out", str(tmp_path / "o"))
+    one_line_error(out, "predict.py", "model.onnx missing", "make export")
+    out = run_tool("export_onnx.py", "--run-dir", str(tmp_path / "run"))
+    one_line_error(out, "export_onnx.py", "no run folder", "make train")
+    out = run_tool("package.py", "--run-dir", str(tmp_path / "run"))
+    one_line_error(out, "package.py", "no run folder")
+    out = run_tool("explain.py", "--run-dir", str(tmp_path / "run"))
+    one_line_error(out, "explain.py", "no run folder")
+    assert not (tmp_path / "o").exists()
