@@ -110,6 +110,9 @@ ablation: setup  ## Table 3(a): train + eval the four variants with SCHEDULE int
 
 # --- use a trained model -----------------------------------------------------------------------
 # A run (RUN_DIR) applied to new cells, exported to ONNX, explained and packaged; docs/using.md.
+# These read the data folder the run was trained on (its manifest says which); DATA_DIR is
+# passed only when given on the command line.
+USE_DATA_DIR = $(if $(filter command line,$(origin DATA_DIR)),--data-dir $(DATA_DIR))
 IMAGES        ?=
 OUT           ?=
 BACKEND       ?= caffe
@@ -125,16 +128,16 @@ predict: setup  ## classify IMAGES=<folder|I3A folder|CSV> with RUN_DIR (BACKEND
 	@if [ -z "$(IMAGES)" ]; then \
 	  echo "make predict needs IMAGES=<folder of cell images, I3A folder or CSV>; e.g. make predict RUN_DIR=results/demo IMAGES=data/demo/synthetic_i3a SPLIT=test"; \
 	  exit 2; fi
-	$(PY) tools/predict.py --images $(IMAGES) $(if $(MODEL),--model $(MODEL),--run-dir $(RUN_DIR)) --backend $(if $(MODEL),onnx,$(BACKEND)) $(if $(WEIGHTS),--weights $(WEIGHTS)) $(if $(SPLIT),--split $(SPLIT)) $(if $(OUT),--out $(OUT)) $(if $(SKIP_BAD),--skip-bad) $(if $(SPECIMEN_RULE),--specimen-rule $(SPECIMEN_RULE)) --gpu "$(GPU)"
+	$(PY) tools/predict.py --images $(IMAGES) $(if $(MODEL),--model $(MODEL),--run-dir $(RUN_DIR)) --backend $(if $(MODEL),onnx,$(BACKEND)) $(if $(WEIGHTS),--weights $(WEIGHTS)) $(if $(SPLIT),--split $(SPLIT)) $(USE_DATA_DIR) $(if $(OUT),--out $(OUT)) $(if $(SKIP_BAD),--skip-bad) $(if $(SPECIMEN_RULE),--specimen-rule $(SPECIMEN_RULE)) --gpu "$(GPU)"
 
 export: setup  ## RUN_DIR/export: model.onnx + model.json, checked against pycaffe on the test cells (WEIGHTS=, CHECK_IMAGES=)
-	$(PY) tools/export_onnx.py --run-dir $(RUN_DIR) $(if $(WEIGHTS),--weights $(WEIGHTS)) $(if $(CHECK_IMAGES),--check-images $(CHECK_IMAGES))
+	$(PY) tools/export_onnx.py --run-dir $(RUN_DIR) $(if $(WEIGHTS),--weights $(WEIGHTS)) $(USE_DATA_DIR) $(if $(CHECK_IMAGES),--check-images $(CHECK_IMAGES))
 
 explain: setup  ## RUN_DIR/explain: gradient and Grad-CAM montages per class (LAYER=, WEIGHTS=, GPU=)
-	$(PY) tools/explain.py --run-dir $(RUN_DIR) $(if $(WEIGHTS),--weights $(WEIGHTS)) $(if $(LAYER),--layer $(LAYER)) --gpu "$(GPU)"
+	$(PY) tools/explain.py --run-dir $(RUN_DIR) $(if $(WEIGHTS),--weights $(WEIGHTS)) $(USE_DATA_DIR) $(if $(LAYER),--layer $(LAYER)) --gpu "$(GPU)"
 
 package: setup  ## RUN_DIR/package/<name>.tar.gz: Caffe + ONNX model, mean, model card (WEIGHTS=)
-	$(PY) tools/package.py --run-dir $(RUN_DIR) $(if $(WEIGHTS),--weights $(WEIGHTS))
+	$(PY) tools/package.py --run-dir $(RUN_DIR) $(if $(WEIGHTS),--weights $(WEIGHTS)) $(USE_DATA_DIR)
 
 # --- container ---------------------------------------------------------------------------------
 # Builds ./Dockerfile's CPU image here (no Docker engine: buildah, debootstrapped base), then runs

@@ -164,7 +164,7 @@ def _keep_split(inputs: Inputs, images: Path, split: str, data: DataFolder | Non
     if inputs.kind == "i3a-presplit":
         return [c for c in inputs.cells if inputs.splits.get(c.id) == split]
     raise UserError(f"--split {split}: the run's data folder (with splits/{split}.csv) is not "
-                    "available; give DATA_DIR=<the data folder the run was trained on>")
+                    "available; give DATA_DIR=<the data folder the run was trained on> (--data-dir)")
 
 
 # --- decoding ---------------------------------------------------------------------------------

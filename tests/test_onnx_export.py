@@ -35,12 +35,14 @@ def randomise(net, seed: int = 0) -> None:
                     blob.data[...] = rng.normal(0, 0.1, blob.data.shape)
 
 
-def every_blob(net_param, net, x: np.ndarray) -> dict[str, float]:
+def every_blob(net_param, net, x: np.ndarray, ops: list | None = None) -> dict[str, float]:
     """Largest |Caffe - onnxruntime| relative to the blob's scale, for every blob of the net."""
     # Caffe's own blobs, without the split copies it inserts for blobs read twice.
     tops = {t for layer in net_param.layer for t in layer.top}
     blobs = [b for b in net.blobs if b != "data" and b in tops]
     model = onnx_export.convert(net_param, net, extra_outputs=tuple(blobs))
+    if ops is not None:
+        ops += [node.op_type for node in model.graph.node]
     net.blobs["data"].reshape(*x.shape)
     net.blobs["data"].data[...] = x
     net.forward()
@@ -56,9 +58,14 @@ def test_every_blob_of_every_variant_matches_caffe(caffe, variant):
     net = caffe.Net(str(path), caffe.TEST)
     randomise(net)
     x = np.random.default_rng(1).normal(0, 1, (3, 1, 76, 76)).astype(np.float32)
-    diffs = every_blob(net_param, net, x)
+    ops: list[str] = []
+    diffs = every_blob(net_param, net, x, ops)
     worst = max(diffs, key=diffs.get)
     assert diffs[worst] < 1e-5, (worst, diffs[worst])
+    # Every Scale folded into its BatchNorm; Dropout left out.
+    n_bn = sum(layer.type == "BatchNorm" for layer in net_param.layer)
+    assert ops.count("BatchNormalization") == n_bn and "Mul" not in ops
+    assert "Dropout" not in ops
     # The branches are not all flat: the check would tell nothing on uniform softmaxes.
     assert np.ptp(net.blobs["loss3/prob"].data) > 1e-3
 
