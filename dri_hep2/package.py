@@ -147,7 +147,8 @@ def model_card(run: RunDir, weights: Path, info: dict, name: str, license: str) 
     lines += ["- the paper's protocol: section 3.2 (64/16/20 split, rotation augmentation; "
               "Table 2)", "", "## Schedule", ""]
     if solver:
-        lines.append(f"- `{manifest.get('schedule')}` schedule: {solver.type or 'SGD'}, "
+        named = f"`{manifest['schedule']}` schedule: " if manifest.get("schedule") else ""
+        lines.append(f"- {named}{solver.type or 'SGD'}, "
                      f"base_lr {solver.base_lr:g}, `{solver.lr_policy}` policy (gamma "
                      f"{solver.gamma:g}, stepsize {solver.stepsize}), momentum "
                      f"{solver.momentum:g}, weight decay {solver.weight_decay:g}, "

@@ -5,9 +5,14 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import shutil
+import subprocess
+import sys
 import tarfile
 
+import cv2
 import numpy as np
+import pytest
 
 from dri_hep2 import package, predict
 from dri_hep2.run import RunDir
@@ -56,6 +61,23 @@ def test_the_package_holds_a_usable_model_and_its_card(small_run, tmp_path):
     assert [r["fused_label"] for r in rows[0]] == [r["fused_label"] for r in rows[1]]
     np.testing.assert_allclose([float(r["fused_probability"]) for r in rows[0]],
                                [float(r["fused_probability"]) for r in rows[1]], atol=1e-4)
+
+    # The card's own example, run in the unpacked folder on a cell larger than the input (the
+    # example resizes by area averaging), prints the call predict makes.
+    code = card.split("```python\n")[1].split("```")[0]
+    big = next(i for i in (f"{k:05d}" for k in range(1, 137))
+               if min(cv2.imread(str(small_run.i3a / f"{i}.png")).shape[:2]) >= 76)
+    shutil.copy(small_run.i3a / f"{big}.png", folder / "cell.png")
+    printed = subprocess.run([sys.executable, "-c", code], cwd=folder, capture_output=True,
+                             text=True, timeout=120)
+    assert printed.returncode == 0, printed.stderr
+    listing.write_text(f"file\n{folder / 'cell.png'}\n")
+    predict.predict(listing, model_dir=folder, backend="onnx", out=tmp_path / "one",
+                    progress=False)
+    row = next(csv.DictReader(open(tmp_path / "one" / "predictions.csv")))
+    label, prob = printed.stdout.split()
+    assert label == row["fused_label"] and float(prob) == pytest.approx(
+        float(row["fused_probability"]), abs=1e-5)
 
     # Reproducible: the same run packs to the same bytes; the .sha256 beside it says so.
     again = package.package(run.path, out=tmp_path / "pkg2" / "model.tar.gz")
