@@ -300,7 +300,10 @@ def predict(images: str | Path, *, run_dir: str | Path | None = None,
     if out is None:
         if run is None:
             raise UserError("give OUT=<folder> (without RUN_DIR there is no default)")
-        out = run.predictions / (images.stem if images.is_file() else images.name)
+        # One folder per input, split and backend, so that runs side by side do not collide.
+        name = (images.stem if images.is_file() else images.name) \
+            + (f"-{split}" if split else "") + ("-onnx" if backend == "onnx" else "")
+        out = run.predictions / name
     out = Path(out)
     if specimen_rule not in SPECIMEN_RULES:
         raise UserError(f"specimen rule {specimen_rule!r}: one of {', '.join(SPECIMEN_RULES)}")

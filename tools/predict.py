@@ -11,7 +11,7 @@ folder), and optionally id, label, specimen. Every image is decoded and checked 
 anything is written; a bad one stops the tool with its name (--skip-bad lists it in
 OUT/skipped.csv instead).
 
-Writes OUT (default RUN_DIR/predict/<name of IMAGES>): predictions.csv, specimens.csv,
+Writes OUT (default RUN_DIR/predict/<name of IMAGES>[-<split>][-onnx]): predictions.csv, specimens.csv,
 metrics.json (ground truth only), predict.json (what ran, how fast), skipped.csv.
 --backend onnx runs RUN_DIR/export (make export) or --model <folder> in onnxruntime, with no
 Caffe at all. docs/using.md describes the columns."""
@@ -33,7 +33,8 @@ def main(argv=None) -> int:
     ap.add_argument("--model", type=Path,
                     help="an export folder or unpacked package (--backend onnx, no RUN_DIR "
                          "needed)")
-    ap.add_argument("--out", type=Path, help="output folder (default RUN_DIR/predict/<name>)")
+    ap.add_argument("--out", type=Path,
+                    help="output folder (default RUN_DIR/predict/<name>[-<split>][-onnx])")
     ap.add_argument("--backend", default="caffe", choices=predict.BACKENDS,
                     help="caffe: the deploy net and a snapshot in pycaffe; onnx: model.onnx in "
                          "onnxruntime (make export first)")
