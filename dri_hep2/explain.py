@@ -138,7 +138,7 @@ def _montage(path: Path, class_name: str, rows: list[dict], classes, layer: str)
         axes[0, k].set_title(title, fontsize=7)
     fig.suptitle(f"{class_name}: test cells, correctly and wrongly called (fused DRI)",
                  fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))   # room for the title
     with atomic.staged_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
