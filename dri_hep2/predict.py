@@ -59,7 +59,7 @@ class Cell:
 
 @dataclass
 class Inputs:
-    kind: str                          # "folder", "csv", "i3a-contest", "i3a-presplit"
+    kind: str                  # "folder", "csv", "i3a-contest", "i3a-presplit", "file"
     cells: list[Cell]
     skipped: list[i3a.I3AError] = field(default_factory=list)
     splits: dict[str, str | None] = field(default_factory=dict)   # id -> split (pre-split)
@@ -78,9 +78,11 @@ def read_inputs(images: str | Path, *, split: str | None = None,
         inputs = _read_i3a(images, skip_bad)
     elif images.is_dir():
         inputs = _read_folder(images)
+    elif images.is_file() and images.suffix.lower() in cellio.IMAGE_SUFFIXES:
+        inputs = Inputs("file", [Cell(id=images.stem, file=images)])
     else:
-        raise UserError(f"IMAGES={images}: no such folder or CSV file (give a folder of cell "
-                        "images, an I3A folder, or a CSV with a 'file' column)")
+        raise UserError(f"IMAGES={images}: no such folder, image or CSV file (give a folder of "
+                        "cell images, an I3A folder, a CSV with a 'file' column, or one image)")
     if split:
         inputs.cells = _keep_split(inputs, images, split, data)
     if not inputs.cells:

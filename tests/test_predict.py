@@ -143,6 +143,9 @@ def test_a_folder_per_specimen_without_labels(small_run, tmp_path):
     specimens = read_csv(tmp_path / "out" / "specimens.csv")
     assert [s["specimen"] for s in specimens] == ["slide_a", "slide_b"]
     assert summary["n"] == 4 and "mca" not in summary
+    one = predict.predict(images / "slide_b" / "00030.tif", run_dir=small_run.run,
+                          out=tmp_path / "one", progress=False)
+    assert one["n"] == 1 and read_csv(tmp_path / "one" / "predictions.csv")[0]["id"] == "00030"
     # The 16-bit TIFFs are predicted as the 8-bit PNGs they were made from.
     listing = tmp_path / "originals.csv"
     listing.write_text("file\n" + "".join(f"{small_run.i3a / (r['id'][-5:] + '.png')}\n"

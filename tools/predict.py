@@ -7,7 +7,7 @@ of `make eval`, cell and specimen level.
 IMAGES is a folder of cell images (PNG, TIFF or BMP, 8 or 16 bit; one sub-folder per
 specimen, if any), an I3A folder (contest layout with gt_training.csv, or training/
 validation/ test/), or a CSV with a header and the columns file (relative to the CSV's
-folder), and optionally id, label, specimen. Every image is decoded and checked before
+folder), and optionally id, label, specimen; or one image file. Every image is decoded and checked before
 anything is written; a bad one stops the tool with its name (--skip-bad lists it in
 OUT/skipped.csv instead).
 
@@ -28,7 +28,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=Path, required=True,
-                    help="folder of cell images, I3A folder, or CSV listing files")
+                    help="folder of cell images, I3A folder, CSV listing files, or one image")
     ap.add_argument("--run-dir", type=Path, help="the run folder of make train")
     ap.add_argument("--model", type=Path,
                     help="an export folder or unpacked package (--backend onnx, no RUN_DIR "
