@@ -6,15 +6,15 @@ of `make eval`, cell and specimen level.
 
 IMAGES is a folder of cell images (PNG, TIFF or BMP, 8 or 16 bit; one sub-folder per
 specimen, if any), an I3A folder (contest layout with gt_training.csv, or training/
-validation/ test/), or a CSV with a header and the columns file (relative to the CSV's
-folder), and optionally id, label, specimen; or one image file. Every image is decoded and checked before
-anything is written; a bad one stops the tool with its name (--skip-bad lists it in
+validation/ test/), a CSV with a header and the columns file (relative to the CSV's folder)
+and optionally id, label, specimen, or one image file. Every image is decoded and checked
+before anything is written; a bad one stops the tool with its name (--skip-bad lists it in
 OUT/skipped.csv instead).
 
-Writes OUT (default RUN_DIR/predict/<name of IMAGES>[-<split>][-onnx]): predictions.csv, specimens.csv,
-metrics.json (ground truth only), predict.json (what ran, how fast), skipped.csv.
---backend onnx runs RUN_DIR/export (make export) or --model <folder> in onnxruntime, with no
-Caffe at all. docs/using.md describes the columns."""
+Writes OUT (default RUN_DIR/predict/<name of IMAGES>[-<split>][-onnx]): predictions.csv,
+specimens.csv, metrics.json (ground truth only), predict.json (what ran, how fast) and
+skipped.csv. --backend onnx runs RUN_DIR/export (make export) or --model <folder> in
+onnxruntime, with no Caffe at all. docs/using.md describes the columns."""
 from __future__ import annotations
 
 import argparse
