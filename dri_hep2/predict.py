@@ -247,7 +247,13 @@ def open_model(backend: str, run: RunDir | None, *, model_dir: str | Path | None
                             "it was made from (make export WEIGHTS=...)")
         if gpus:
             raise UserError("GPU= is for the Caffe backend: the ONNX backend runs on the CPU")
-        return OnnxModel(folder)
+        model = OnnxModel(folder)
+        newest = run.newest("caffemodel") if run and not model_dir else None
+        if newest is not None and newest.name != model.weights:
+            raise UserError(f"{run.export} holds {model.weights}, but the run's newest "
+                            f"snapshot is {newest.name}: run 'make export RUN_DIR={run.path}' "
+                            "first (or give MODEL=<export folder> to use that one)")
+        return model
     if model_dir:
         raise UserError(f"MODEL={model_dir} is an ONNX export: run it with BACKEND=onnx")
     if run is None:

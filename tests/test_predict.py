@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -229,6 +230,15 @@ def test_the_onnx_backend_runs_without_caffe_and_agrees(small_run, tmp_path):
     assert json.loads((onnx_out / "predict.json").read_text())["backend"] == "onnx"
     assert (json.loads((onnx_out / "metrics.json").read_text())["mca"]
             == json.loads((caffe_out / "metrics.json").read_text())["mca"])
+    # RUN_DIR's own export/ must be of the run's newest snapshot, or predict says so.
+    shutil.copytree(export_dir, RunDir(small_run.run).export, dirs_exist_ok=True)
+    info = json.loads((export_dir / "model.json").read_text())
+    info["weights"]["file"] = "dri_iter_2.caffemodel"
+    (RunDir(small_run.run).export / "model.json").write_text(json.dumps(info))
+    with pytest.raises(UserError, match="newest snapshot is dri_iter_4.caffemodel"):
+        predict.predict(small_run.i3a, run_dir=small_run.run, backend="onnx",
+                        out=tmp_path / "stale", progress=False)
+    shutil.rmtree(RunDir(small_run.run).export)
 
 
 def test_the_tools_fail_in_one_line_naming_what_to_run(tmp_path):
