@@ -33,6 +33,7 @@ help:  ## list targets
 	@grep -hE '^[a-z][a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
 	  awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 	@echo "Variables: NET=$(NET) GPU=$(GPU) SCHEDULE=$(SCHEDULE) DATA_DIR=$(DATA_DIR) RUN_DIR=$(RUN_DIR) I3A=$(I3A) CUDA=$(CUDA)"
+	@echo "Using a trained model: IMAGES=$(IMAGES) BACKEND=$(BACKEND) MODEL=$(MODEL) SPLIT=$(SPLIT) OUT=$(OUT) WEIGHTS=$(WEIGHTS) LAYER=$(LAYER)"
 
 # --- setup -------------------------------------------------------------------------------------
 .PHONY: setup venv caffe doctor
@@ -41,7 +42,7 @@ setup: venv caffe  ## create .venv and build Caffe (idempotent; a prerequisite o
 venv: $(VENV_STAMP)  ## virtual environment with the pinned Python dependencies
 $(VENV_STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON_SYS) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,onnx]'
 	touch $@
 
 caffe: $(VENV_STAMP)  ## build BVLC Caffe from Debian's source (cached by build id)
@@ -116,6 +117,37 @@ demo-seeds: demo  ## the demo's figure as a range: N seeds of the demo into resu
 
 ablation: setup  ## Table 3(a): the four variants with SCHEDULE (SEEDS=N: seed series) into results/, results/ablation.md
 	$(PY) tools/ablation.py --schedule $(SCHEDULE) --data-dir $(DATA_DIR) --results results --gpu "$(GPU)" $(if $(SEEDS),--seeds $(SEEDS))
+
+# --- use a trained model -----------------------------------------------------------------------
+# A run (RUN_DIR) applied to new cells, exported to ONNX, explained and packaged; docs/using.md.
+# These read the data folder the run was trained on (its manifest says which); DATA_DIR is
+# passed only when given on the command line.
+USE_DATA_DIR = $(if $(filter command line,$(origin DATA_DIR)),--data-dir $(DATA_DIR))
+IMAGES        ?=
+OUT           ?=
+BACKEND       ?= caffe
+MODEL         ?=
+SPLIT         ?=
+LAYER         ?=
+CHECK_IMAGES  ?=
+SKIP_BAD      ?=
+SPECIMEN_RULE ?=
+.PHONY: predict export explain package
+
+predict: setup  ## classify IMAGES=<folder|I3A folder|CSV> with RUN_DIR (BACKEND=caffe|onnx, MODEL=, WEIGHTS=, SPLIT=, OUT=, GPU=, SKIP_BAD=1)
+	@if [ -z "$(IMAGES)" ]; then \
+	  echo "make predict needs IMAGES=<folder of cell images, I3A folder or CSV>; e.g. make predict RUN_DIR=results/demo IMAGES=data/demo/synthetic_i3a SPLIT=test"; \
+	  exit 2; fi
+	$(PY) tools/predict.py --images $(IMAGES) $(if $(MODEL),--model $(MODEL),--run-dir $(RUN_DIR)) --backend $(if $(MODEL),onnx,$(BACKEND)) $(if $(WEIGHTS),--weights $(WEIGHTS)) $(if $(SPLIT),--split $(SPLIT)) $(USE_DATA_DIR) $(if $(OUT),--out $(OUT)) $(if $(SKIP_BAD),--skip-bad) $(if $(SPECIMEN_RULE),--specimen-rule $(SPECIMEN_RULE)) --gpu "$(GPU)"
+
+export: setup  ## RUN_DIR/export: model.onnx + model.json, checked against pycaffe on the test cells (WEIGHTS=, CHECK_IMAGES=)
+	$(PY) tools/export_onnx.py --run-dir $(RUN_DIR) $(if $(WEIGHTS),--weights $(WEIGHTS)) $(USE_DATA_DIR) $(if $(CHECK_IMAGES),--check-images $(CHECK_IMAGES))
+
+explain: setup  ## RUN_DIR/explain: gradient and Grad-CAM montages per class (LAYER=, WEIGHTS=, GPU=)
+	$(PY) tools/explain.py --run-dir $(RUN_DIR) $(if $(WEIGHTS),--weights $(WEIGHTS)) $(USE_DATA_DIR) $(if $(LAYER),--layer $(LAYER)) --gpu "$(GPU)"
+
+package: setup  ## RUN_DIR/package/<name>.tar.gz: Caffe + ONNX model, mean, model card (WEIGHTS=)
+	$(PY) tools/package.py --run-dir $(RUN_DIR) $(if $(WEIGHTS),--weights $(WEIGHTS)) $(USE_DATA_DIR)
 
 # --- container ---------------------------------------------------------------------------------
 # Builds ./Dockerfile's CPU image here (no Docker engine: buildah, debootstrapped base), then runs

@@ -9,7 +9,6 @@ deploy net sees what the validation net saw during training.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,8 @@ import numpy as np
 from . import atomic, caffe_env, ledger, metrics, paper, stats
 from .caffe_env import Gpus
 from .data import lmdb_io
+# Transform lives beside the decoder it follows, in a module without pycaffe (ONNX predict).
+from .data.cells import Transform  # noqa: F401  (evaluate.Transform, as before)
 from .data.folder import DataFolder
 from .errors import UserError
 from .net import proto
@@ -31,22 +32,6 @@ FUSED_BLOB = "prob"
 # The deploy net's Eltwise SUM must equal the sum of the branch softmaxes up to float32
 # rounding of three values in [0, 1].
 FUSED_TOLERANCE = 1e-5
-
-
-@dataclass(frozen=True)
-class Transform:
-    """Caffe's DataTransformer at TEST time: (x - mean) * scale, centre crop."""
-    mean: np.ndarray | float = 0.0
-    scale: float = 1.0
-    crop_size: int = 0
-
-    def __call__(self, images: np.ndarray) -> np.ndarray:
-        x = (images.astype(np.float32) - self.mean) * self.scale
-        if self.crop_size:
-            h, w = x.shape[-2:]
-            top, left = (h - self.crop_size) // 2, (w - self.crop_size) // 2
-            x = x[..., top:top + self.crop_size, left:left + self.crop_size]
-        return x
 
 
 def test_transform(train_val_path: str | Path, base_dir: str | Path = ".") -> Transform:

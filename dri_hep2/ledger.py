@@ -63,3 +63,19 @@ DEMO_SCALE = 0.1             # T1: `make demo`'s synthetic replica, a fraction o
 # --- Evaluation (row T8) ---------------------------------------------------------------------------
 # T8: resamples of the stratified bootstrap behind MCA's 95 % interval (seeded by RANDOM_SEED).
 BOOTSTRAP_RESAMPLES = 2000
+
+# --- Using a trained model: predict, export, explain, package (rows U*) -------------------------
+# U2: one call per specimen: arg-max of the mean of its cells' fused probabilities ("mean"),
+# or the class most of its cells are called ("vote").
+SPECIMEN_RULE = "mean"
+# U4: the ONNX file's operator set and IR version: what onnxruntime 1.14 and later all load.
+ONNX_OPSET = 17
+ONNX_IR_VERSION = 8
+# U5: an export passes its check against pycaffe when the fused probabilities differ by less
+# than this on every checked cell and every label is the same.
+EXPORT_MAX_ABS_DIFF = 1e-4
+# U6: the montages of `make explain`: this many cells per class and outcome (correct, wrong),
+# the most confident ones.
+EXPLAIN_CELLS = 4
+# U7: the licence a model package gives its weights.
+WEIGHTS_LICENSE = "BSD-2-Clause"

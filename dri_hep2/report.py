@@ -224,6 +224,7 @@ def run_page(run: RunDir) -> str:
         lines += ["## Seeds", "", f"The same configuration with {len(summary['runs'])} Caffe "
                   f"random seeds ([series]({_link(seeds.page, run.path)})): how far this run's "
                   "figures move with the seed alone.", "", *series.spread_table(summary), ""]
+    lines += explain_links(run)
     lines += ["## Training curves", "", f"![curves]({RunDir.curves})", "",
               "## Differences from the paper", "",
               "- Data: the paper's numbers are on I3A (13,596 cells); on the synthetic "
@@ -237,6 +238,20 @@ def run_page(run: RunDir) -> str:
               f"details unstated) is a row of the [assumptions ledger]"
               f"({_link(ASSUMPTIONS, run.path)}).", ""]
     return "\n".join(lines)
+
+
+def explain_links(run: RunDir) -> list[str]:
+    """The run page's links to `make explain`'s montages, only where they exist."""
+    if not run.explain_summary.is_file():
+        return []
+    explained = json.loads(run.explain_summary.read_text())
+    links = [f"[{name}]({RunDir.explain}/{c['montage']})"
+             for name, c in explained.get("classes", {}).items()
+             if (run.explain / c["montage"]).is_file()]
+    return ["## What the net looks at", "",
+            f"Gradient of the fused prediction and Grad-CAM at `{explained.get('layer')}` for "
+            "correctly and wrongly called test cells (`make explain`, docs/using.md): "
+            + ", ".join(links) + ".", ""] if links else []
 
 
 def write_log_outputs(run: RunDir) -> None:

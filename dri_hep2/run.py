@@ -19,7 +19,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from . import atomic, caffe_env
+from . import atomic, caffe_env, paper
 from .data.folder import DataFolder
 from .errors import UserError
 from .folders import Folder, member
@@ -74,11 +74,37 @@ class RunDir(Folder):
     eval_md = member("eval.md")
     confusion = member("confusion.png")
     page = member("README.md")
+    export = member("export")
+    explain = member("explain")
+    explain_summary = member("explain/explain.json")
+    predictions = member("predict")
+    package = member("package")
 
     @classmethod
     def prototxts(cls) -> tuple[str, str, str]:
         """The files that say what Caffe ran (hashed into the manifest)."""
         return cls.solver, cls.train_val, cls.deploy
+
+    def class_names(self) -> tuple[str, ...]:
+        """The run's class order: label k of its nets is class_names()[k].
+
+        The one place predict, export, explain and package take class names from (today the
+        paper's Table 2 order, which `make data` also uses)."""
+        return paper.CLASSES
+
+    def data_folder(self) -> DataFolder | None:
+        """The data folder the run was trained on (its manifest's data_dir), if it exists."""
+        data_dir = self.read_manifest().get("data_dir")
+        return DataFolder(data_dir) if data_dir and Path(data_dir).is_dir() else None
+
+    def input_stretch(self) -> bool:
+        """Whether the run's cells were min-max stretched before the resize (make data's
+        --stretch, ASSUMPTIONS.md D4): prediction must do what the data build did."""
+        data = self.data_folder()
+        manifest = data.read_manifest() if data else None
+        if manifest is None:
+            return False     # the build's default; a folder moved away cannot say otherwise
+        return bool(manifest.get("parameters", {}).get("stretch", False))
 
     def snapshot_prefix(self, net: str) -> str:
         """The solver's snapshot_prefix, relative to the run folder (Caffe runs inside it)."""

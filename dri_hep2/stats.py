@@ -51,8 +51,10 @@ def bootstrap_mca(labels: Sequence[int], correct: Sequence[bool],
     rates = []
     for c in np.unique(labels):
         in_class = labels == c
+        # Cells sorted, specimens by name (np.unique): the interval does not depend on the
+        # order the cells come in (make eval's LMDB order, make predict's file order).
         if groups is None:
-            hits, sizes = correct[in_class], np.ones(int(in_class.sum()))
+            hits, sizes = np.sort(correct[in_class]), np.ones(int(in_class.sum()))
         else:
             names = np.asarray(groups)[in_class]
             _, index = np.unique(names, return_inverse=True)

@@ -37,3 +37,32 @@ def tiny_data_dir(tmp_path_factory, caffe) -> Path:
     (root / "lmdb" / "mean.binaryproto").write_bytes(
         lmdb_io.mean_blob(np.full(shape, 30.0, np.float32)))
     return root
+
+
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory, caffe):
+    """A real DRI run on a tiny synthetic I3A replica, for the tools that use a trained model.
+
+    The replica (scale 0.01: 136 cells, 28 test cells, specimen IDs in its CSV) goes through
+    `make data`; DRI trains 4 iterations of the short schedule through `caffe train`, so the
+    snapshot holds real BatchNorm statistics. The net is far from good; these tests need a real
+    one. Returns (i3a folder, data folder, run folder).
+    """
+    import re
+    from types import SimpleNamespace
+
+    from dri_hep2 import train
+    from dri_hep2.data import build, synthetic
+    from dri_hep2.data.folder import DataFolder
+
+    root = tmp_path_factory.mktemp("small_run")
+    i3a = synthetic.make_replica(root / "i3a", scale=0.01, progress=False, montage=False,
+                                 workers=2)
+    build.build_dataset(i3a, root / "data", progress=False, workers=2)
+    cfg = train.RunConfig(net="dri", schedule="short", data_dir=root / "data",
+                          run_dir=root / "run")
+    run = train.prepare(cfg)
+    run.solver.write_text(re.sub(r"max_iter: \d+", "max_iter: 4", run.solver.read_text()))
+    session = train.run_caffe(run.path, data=DataFolder(root / "data"), progress=False)
+    assert session.outcome == "finished" and session.last_iteration == 4
+    return SimpleNamespace(i3a=i3a, data=root / "data", run=run.path)

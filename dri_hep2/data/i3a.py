@@ -19,11 +19,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from .. import paper
 from ..errors import UserError
+from . import cells
 
 CSV_NAME = "gt_training.csv"
 SPLIT_FOLDERS = {"training": "train", "validation": "val", "test": "test"}
@@ -109,13 +109,8 @@ def load_images(records: list[CellRecord]) -> tuple[list[np.ndarray | None], lis
 
 
 def decode_png(path: Path) -> np.ndarray | None:
-    # IMREAD_GRAYSCALE turns the rare colour or 16-bit copy into 8-bit grey (ASSUMPTIONS D6);
-    # libpng rejects truncated files, which then come back as None.
-    data = np.fromfile(path, dtype=np.uint8) if path.is_file() else None
-    if data is None or data.size == 0:
-        return None
-    img = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE)
-    return img if img is not None and img.size else None
+    """The cell's image as 8-bit grey, or None: `cells.decode`, shared with `make predict`."""
+    return cells.decode(path)
 
 
 # --- contest layout ---------------------------------------------------------------------------
