@@ -25,8 +25,9 @@ def _report_module():
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
 def test_gpu_check_cpu_mode_end_to_end(tmp_path):
+    # The CPU build's bundle, in dist/ like `make bundle` (reused when up to date).
     bundle = subprocess.run([str(REPO / "tools/bundle.sh"), "--caffe-home",
-                             str(caffe_env.caffe_home()), "--out", str(tmp_path / "dist")],
+                             str(caffe_env.caffe_home()), "--out", str(REPO / "dist")],
                             capture_output=True, text=True, cwd=REPO)
     assert bundle.returncode == 0, bundle.stderr
     tarball = bundle.stdout.strip().splitlines()[-1]

@@ -143,7 +143,7 @@ step sgemm 60 caffe time -model "$kit/nets/sgemm_$mode.prototxt" -iterations "$(
 # --- 3. training ------------------------------------------------------------------------------------
 tar -C "$work/run" -xJf "$kit/data.tar.xz" || die "cannot unpack $kit/data.tar.xz"
 cp "$kit"/nets/*.prototxt "$work/run/"
-(cd "$work/run" && step train $([ $mode = gpu ] && echo 240 || echo 150) \
+(cd "$work/run" && step train $([ $mode = gpu ] && echo 300 || echo 150) \
    caffe train -solver "dri_solver_$mode.prototxt" "${gpuflag[@]}")
 
 # --- 4. CPU / GPU agreement on the newest snapshot ----------------------------------------------------

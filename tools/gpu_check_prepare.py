@@ -106,15 +106,16 @@ def sgemm_net(size: int) -> str:
 
 def solver_text(variant: str, max_iter: int, test_interval: int, val_size: int) -> str:
     """The short schedule (T1) stretched to max_iter: the same base_lr, gamma and momentum,
-    its stepsize scaled in proportion, one validation pass every test_interval, one snapshot
-    at the end (Caffe's snapshot_after_train)."""
+    its stepsize scaled in proportion, one validation pass every test_interval, a snapshot
+    half-way and one at the end (so a run stopped by gpu_check.sh's budget still leaves
+    weights for the CPU/GPU comparison)."""
     sp = solver.solver(variant, "short", net_path=f"{variant}_train_val.prototxt",
                        snapshot_prefix=f"snapshots/{variant}", val_size=val_size)
     sp.max_iter = max_iter
     sp.stepsize = max(1, round(paper.SHORT_STEPSIZE * max_iter / paper.SHORT_MAX_ITER))
     sp.test_interval = test_interval
     sp.display = max(1, min(100, test_interval))
-    sp.snapshot = 0
+    sp.snapshot = max(1, max_iter // 2)
     sp.solver_mode = sp.CPU            # `caffe train -gpu 0` alone picks the device (train.py)
     sp.test_initialization = False     # T4
     return build.to_text(sp)

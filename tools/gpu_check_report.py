@@ -117,7 +117,7 @@ def training(log: str, step: dict | None, kit: dict) -> dict:
     if step and res["finished"] and step["seconds"]:
         res["seconds"] = step["seconds"]
         res["ms_per_iter_with_setup"] = 1000 * step["seconds"] / target
-    res["ok"] = res["finished"] and bool(tests)
+    res["ok"] = res["finished"] and res["last_iteration"] >= target and bool(tests)
     return res
 
 
