@@ -13,7 +13,10 @@ SCRIPT = caffe_env.REPO_ROOT / "tools" / "cuda_toolkit.sh"
 
 
 def _run(env_extra: dict, *args: str) -> subprocess.CompletedProcess:
-    env = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/root"), **env_extra}
+    # Only where the caches are (the image sets CUDA_CACHE): no system CUDA on PATH.
+    env = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/root"),
+           **{k: os.environ[k] for k in ("CUDA_CACHE", "XDG_CACHE_HOME") if k in os.environ},
+           **env_extra}
     return subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, env=env,
                           timeout=120)
 
