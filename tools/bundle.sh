@@ -190,7 +190,8 @@ cat > "$root/env.sh" <<'ENV'
 # Where it looks, first match per library: $CAFFE_CUDA_LIBS (':'-separated dirs), $CUDA_HOME,
 # /usr/local/cuda, the Python environments $VIRTUAL_ENV, $CAFFE_CUDA_PYTHON_ENV and
 # /opt/torch/.venv (site-packages/nvidia/{cu13,nccl}/lib: NVIDIA's cu13 wheels, as PyTorch
-# cu130 installs them), the PyPI toolkit of tools/cuda_toolkit.sh, then the loader's own cache.
+# cu130 installs them), the PyPI toolkit of tools/cuda_toolkit.sh ($CUDA_CACHE or the user's
+# cache), then the loader's own cache.
 # bash and zsh know where a sourced file is; from another sh set CAFFE_BUNDLE=<this folder> first.
 if [ -n "${BASH_SOURCE:-}" ]; then CAFFE_BUNDLE=$(cd "$(dirname "${BASH_SOURCE}")" && pwd)
 elif [ -n "${ZSH_VERSION:-}" ]; then CAFFE_BUNDLE=$(cd "$(dirname "$0")" && pwd)
@@ -213,6 +214,7 @@ for _cb_so in $(cat "$CAFFE_BUNDLE/cuda-libs.txt" 2>/dev/null); do
       /opt/torch/.venv/lib/python3*/site-packages/nvidia/nccl/lib \
       /usr/local/lib/python3*/dist-packages/nvidia/cu13/lib \
       /usr/local/lib/python3*/dist-packages/nvidia/nccl/lib \
+      ${CUDA_CACHE:+$CUDA_CACHE/13.0/root/lib} \
       "${XDG_CACHE_HOME:-$HOME/.cache}/dri-hep2/cuda/13.0/root/lib"; do
     if [ -e "$_cb_dir/$_cb_so" ]; then _cb_found=$_cb_dir; break; fi
   done
