@@ -50,7 +50,8 @@ def _unpack(tarball: Path, where: Path) -> Path:
 
 def _bare_env(tmp: Path) -> dict:
     """No trace of the build: no LD_LIBRARY_PATH, no CAFFE*, a HOME without the build cache."""
-    return {"PATH": "/usr/bin:/bin", "HOME": str(tmp), "LANG": "C.UTF-8"}
+    # GLOG_logtostderr: caffe's glog would otherwise leave log files in /tmp.
+    return {"PATH": "/usr/bin:/bin", "HOME": str(tmp), "LANG": "C.UTF-8", "GLOG_logtostderr": "1"}
 
 
 def _in_bundle(root: Path, command: str, tmp: Path) -> subprocess.CompletedProcess:

@@ -56,8 +56,8 @@ run() {   # run <label> <filter> [device]
   say "$label cases: $bin --gtest_filter='$filter' ${3:-}"
   start=$(date +%s)
   set +e
-  # GLOG to stderr at WARNING: the cases' INFO lines would bury gtest's own report.
-  GLOG_minloglevel=1 "$bin" --gtest_filter="$filter" ${3:-} > "$out" 2>&1
+  # GLOG to stderr (no log files left in /tmp) at WARNING: INFO would bury gtest's report.
+  GLOG_logtostderr=1 GLOG_minloglevel=1 "$bin" --gtest_filter="$filter" ${3:-} > "$out" 2>&1
   rc=$?
   set -e
   passed=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) tests\{0,1\}\..*/\1/p' "$out" | tail -n1)

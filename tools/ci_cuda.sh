@@ -37,7 +37,7 @@ for f in bin/caffe bin/test.testbin "$(cd "$prefix" && ls lib/libcaffe.so.*)"; d
 done
 rm -f "$prefix_file.ldd"
 say "ldd: caffe, test.testbin and libcaffe resolve every library; CUDA's from $root"
-"$prefix/bin/caffe" --version
+GLOG_logtostderr=1 "$prefix/bin/caffe" --version
 say "stamp: $(grep -E '^(cuda|cuda_arch|nccl)=' "$prefix/BUILD_OK" | tr '\n' ' ')"
 
 "$repo/tools/caffe_test.sh" cpu --caffe-home "$prefix"
