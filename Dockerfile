@@ -2,8 +2,10 @@
 # DRI HEp-2 toolkit with its BVLC Caffe, CPU (default) or CUDA. docs/docker.md has the commands.
 #
 #   CPU : docker build -t dri-hep2:cpu .
-#   CUDA: docker build -t dri-hep2:cuda \
-#           --build-arg BASE_IMAGE=nvidia/cuda:12.6.3-devel-ubuntu24.04 --build-arg CUDA=1 .
+#   CUDA: docker build -t dri-hep2:cuda --build-arg CUDA=1 .
+#         (Debian 12 as well: NVIDIA's CUDA 13.0 wheels from PyPI, tools/cuda_toolkit.sh.
+#          For Pascal/Volta GPUs, which CUDA 13 no longer compiles for, use a CUDA 12 base:
+#          --build-arg BASE_IMAGE=nvidia/cuda:12.6.3-devel-ubuntu24.04, docs/docker.md.)
 #
 # Caffe is built by tools/build_caffe.sh, the same script `make setup` runs on a workstation and
 # in CI: one build path. Layers are ordered so that editing the toolkit's sources rebuilds
@@ -14,16 +16,18 @@
 ARG BASE_IMAGE=debian:bookworm-20251117-slim
 FROM ${BASE_IMAGE}
 
-# CUDA=1 builds Caffe for the GPU; CUDA_ARCH lists compute capabilities, Pascal (60) to Hopper
-# (90) by default (B3). cuDNN stays off (B1). Both are kept as ENV so that `make setup` inside
-# the container finds the build it was made with, GPU attached or not.
+# CUDA=1 builds Caffe for the GPU; CUDA_ARCH lists compute capabilities, empty for the toolkit's
+# default (CUDA 13: 75 80 86 89 90 100 120, Turing to Blackwell; CUDA 12: 60 to 90; B3). cuDNN
+# stays off (B1). Both are kept as ENV so that `make setup` inside the container finds the build
+# it was made with, GPU attached or not. CUDA_CACHE: where the PyPI CUDA toolkit is unpacked.
 ARG CUDA=0
-ARG CUDA_ARCH="60 61 70 75 80 86 89 90"
+ARG CUDA_ARCH=""
 # uid of the non-root user: match the owner of the results folder you mount.
 ARG DRI_UID=1000
 ENV CUDA=${CUDA} \
     CUDA_ARCH=${CUDA_ARCH} \
     CAFFE_CACHE=/opt/caffe-cache \
+    CUDA_CACHE=/opt/cuda-cache \
     DEBIAN_FRONTEND=noninteractive \
     LANG=C.UTF-8 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -56,10 +60,14 @@ print("\n".join(p["dependencies"] + p["optional-dependencies"]["test"]))' > /tmp
 
 # 2. Caffe through the one build path. As root, because the script installs its Debian/Ubuntu
 #    build dependencies with apt-get; the two links it leaves for the venv go to the user.
+#    With CUDA=1 and no CUDA in the base, tools/cuda_toolkit.sh fetches NVIDIA's wheels with
+#    pip (hence the CA secret again) and keeps only the unpacked toolkit (CUDA_KEEP_WHEELS=0).
 USER root
-COPY tools/build_caffe.sh tools/
+COPY tools/build_caffe.sh tools/cuda_toolkit.sh tools/cuda-wheels.txt tools/
 COPY tools/caffe-patches/ tools/caffe-patches/
-RUN PYTHON=/opt/dri-hep2/.venv/bin/python tools/build_caffe.sh \
+RUN --mount=type=secret,id=hostca,mode=0444 \
+    if [ -s /run/secrets/hostca ]; then export PIP_CERT=/run/secrets/hostca; fi \
+ && PYTHON=/opt/dri-hep2/.venv/bin/python CUDA_KEEP_WHEELS=0 tools/build_caffe.sh \
  && rm -rf /var/lib/apt/lists/* \
  && chown -h dri:dri .caffe "$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/caffe-dri-hep2.pth"
 

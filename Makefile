@@ -10,9 +10,10 @@ VENV       ?= .venv
 PY         := $(VENV)/bin/python
 CAFFE_HOME ?= .caffe
 CAFFE      ?= $(CAFFE_HOME)/bin/caffe
-# Caffe build: CUDA=auto builds for the GPU only where nvcc and an NVIDIA GPU are both present.
+# Caffe build: CUDA=auto builds for the GPU only where nvidia-smi sees a GPU; CUDA=1 forces it.
+# CUDA_ARCH empty: the toolkit's own default list (CUDA 12: 60-90, CUDA 13: 75-120; docs/gpu.md).
 CUDA       ?= auto
-CUDA_ARCH  ?= 60 61 70 75 80 86 89 90
+CUDA_ARCH  ?=
 export CAFFE CUDA CUDA_ARCH
 
 # Experiment knobs (README, "Running the paper").
@@ -50,6 +51,46 @@ caffe: $(VENV_STAMP)  ## build BVLC Caffe from Debian's source (cached by build 
 
 doctor: setup  ## report Caffe, BLAS, Python and library versions; fail if a piece is missing
 	$(PY) tools/doctor.py
+
+# --- GPU build, Caffe's own tests, bundle ---------------------------------------------------
+# docs/gpu.md. `make setup CUDA=1 CUDA_ARCH=90` builds the CUDA Caffe (a complete system CUDA,
+# else NVIDIA's CUDA 13.0 wheels from PyPI, tools/cuda_toolkit.sh). BUNDLE_* below pick the
+# build that `bundle` packs and `gpu-check-kit` carries, without relinking .caffe.
+DIST_DIR       ?= dist
+# The kit for the GPU machine (GPU_KIT_CUDA=1, the default where a GPU is seen) holds the CUDA
+# bundle for sm_90 (H100/H200) in dist/gpu-check, the folder to carry; without a GPU,
+# gpu-check runs its CPU parts with the CPU bundle and a smaller kit in dist/gpu-check-cpu.
+GPU_KIT_CUDA   ?= $(if $(shell nvidia-smi -L 2>/dev/null),1,0)
+GPU_KIT_ARCH   ?= 90
+GPU_KIT_SCALE  ?= $(if $(filter 1,$(GPU_KIT_CUDA)),0.05,0.01)
+GPU_CHECK_KIT  ?= $(DIST_DIR)/gpu-check$(if $(filter 1,$(GPU_KIT_CUDA)),,-cpu)
+GPU_CHECK_OUT  ?= results/gpu-check
+GPU_CHECK_ARGS ?=
+.PHONY: caffe-test bundle gpu-check-kit gpu-check ci-cuda
+
+# Builds (or finds) Caffe for CUDA=$(1) CUDA_ARCH=$(2) without touching .caffe, then packs it;
+# the tarball's path is the recipe's last output line.
+define bundle_of
+prefix=$$(mktemp) && trap 'rm -f '$$prefix EXIT && \
+CUDA=$(1) CUDA_ARCH="$(2)" CAFFE_LINK=0 CAFFE_PREFIX_FILE=$$prefix PYTHON=$(abspath $(PY)) \
+  tools/build_caffe.sh >&2 && tools/bundle.sh --caffe-home "$$(cat $$prefix)" --out $(DIST_DIR)
+endef
+
+caffe-test: setup  ## Caffe's own GTest cases of our layers: CPU cases, and GPU cases where a GPU is
+	tools/caffe_test.sh auto
+
+bundle: venv  ## relocatable Caffe of the CUDA= / CUDA_ARCH= build in dist/caffe-<build id>.tar.xz
+	@$(call bundle_of,$(CUDA),$(CUDA_ARCH))
+
+gpu-check-kit: setup  ## what tools/gpu_check.sh needs on a GPU machine: bundle, small LMDB, nets, FLOPs
+	@bundle=$$($(call bundle_of,$(GPU_KIT_CUDA),$(if $(filter 1,$(GPU_KIT_CUDA)),$(GPU_KIT_ARCH)))) && \
+	  $(PY) tools/gpu_check_prepare.py --bundle "$$bundle" --out $(GPU_CHECK_KIT) --scale $(GPU_KIT_SCALE)
+
+gpu-check: gpu-check-kit  ## device query, GTest, caffe time, training, CPU/GPU agreement; CPU parts without a GPU
+	tools/gpu_check.sh --kit $(GPU_CHECK_KIT) --out $(GPU_CHECK_OUT) $(GPU_CHECK_ARGS)
+
+ci-cuda: venv  ## CI: CUDA build for sm_90 (cached), ldd link check, its CPU GTest cases
+	PYTHON=$(abspath $(PY)) tools/ci_cuda.sh
 
 # --- data --------------------------------------------------------------------------------------
 SYNTH_DIR  ?= $(DATA_DIR)/synthetic_i3a
@@ -152,13 +193,16 @@ package: setup  ## RUN_DIR/package/<name>.tar.gz: Caffe + ONNX model, mean, mode
 # --- container ---------------------------------------------------------------------------------
 # Builds ./Dockerfile's CPU image here (no Docker engine: buildah, debootstrapped base), then runs
 # DOCKER_TEST_TARGETS inside it. docs/docker.md.
-DOCKER_IMAGE        ?= dri-hep2:cpu
-DOCKER_TEST_TARGETS ?= test demo
-export DOCKER_IMAGE DOCKER_TEST_TARGETS
+# VARIANT=cuda: the CUDA image (docs/docker.md), its fast suite inside (no GPU needed).
+VARIANT             ?= cpu
+DOCKER_IMAGE        ?= dri-hep2:$(VARIANT)
+DOCKER_TEST_TARGETS ?= $(if $(filter cuda,$(VARIANT)),test-fast,test demo)
+export VARIANT DOCKER_IMAGE DOCKER_TEST_TARGETS
 .PHONY: docker-test
 
-docker-test:  ## build the CPU image with buildah, run DOCKER_TEST_TARGETS (test demo) inside it
+docker-test:  ## build the image (VARIANT=cpu|cuda) with buildah, run DOCKER_TEST_TARGETS inside it
 	tools/docker_test.sh
+
 
 # --- tests -------------------------------------------------------------------------------------
 .PHONY: test test-fast

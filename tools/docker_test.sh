@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Build the CPU image from ./Dockerfile and run make targets inside it, on a machine with no
-# Docker engine and no image registry (this project's machines and CI): `make docker-test`.
+# Build the CPU (or CUDA) image from ./Dockerfile and run make targets inside it, on a machine
+# with no Docker engine and no image registry (this project's machines and CI): `make docker-test`
+# (`make docker-test VARIANT=cuda`: the CUDA image, Debian 12 with NVIDIA's CUDA 13.0 wheels from
+# PyPI, Caffe compiled for DOCKER_CUDA_ARCH; no GPU is needed to build it or to run its CPU tests).
 #
 #   1. base  : the Dockerfile's pinned Debian 12 name, made here by debootstrap of the same suite
 #              and imported into podman's image store (kept: made once per machine).
@@ -11,7 +13,10 @@
 #              A target the image's Makefile lacks is reported and skipped.
 #
 # Environment (all optional; the Makefile passes them):
-#   DOCKER_IMAGE          tag to build (default dri-hep2:cpu)
+#   VARIANT               cpu (default) | cuda
+#   DOCKER_IMAGE          tag to build (default dri-hep2:$VARIANT)
+#   DOCKER_CUDA_ARCH      CUDA_ARCH of the CUDA image (default 90: one arch keeps the test build
+#                         short; the image's own default is the toolkit's list)
 #   DOCKER_TEST_TARGETS   make targets to run inside (default "test demo")
 #   DOCKER_CA             CA bundle passed as the build secret `hostca`, for networks that
 #                         re-sign TLS (default: the system bundle, when it exists)
@@ -20,8 +25,14 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 
-IMAGE=${DOCKER_IMAGE:-dri-hep2:cpu}
+VARIANT=${VARIANT:-cpu}
+IMAGE=${DOCKER_IMAGE:-dri-hep2:$VARIANT}
 TARGETS=${DOCKER_TEST_TARGETS:-test demo}
+case "$VARIANT" in
+  cpu) build_args=() ;;
+  cuda) build_args=(--build-arg CUDA=1 --build-arg "CUDA_ARCH=${DOCKER_CUDA_ARCH:-90}") ;;
+  *) echo "[docker_test] error: VARIANT must be cpu or cuda (got '$VARIANT')" >&2; exit 2 ;;
+esac
 CA=${DOCKER_CA:-/etc/ssl/certs/ca-certificates.crt}
 
 say() { printf '[docker_test] %s\n' "$*"; }
@@ -96,7 +107,7 @@ fi
 secret=()
 [ -s "$CA" ] && secret=(--secret "id=hostca,src=$CA")
 begin "build $IMAGE (buildah bud --isolation=chroot)"
-buildah bud --isolation=chroot --pull=never --layers "${secret[@]}" -t "$IMAGE" . \
+buildah bud --isolation=chroot --pull=never --layers "${secret[@]}" "${build_args[@]}" -t "$IMAGE" . \
   || die "image build failed"
 end "image build"
 say "image size: $(podman image inspect --format '{{.Size}}' "$IMAGE" | numfmt --to=iec)"

@@ -22,6 +22,25 @@ def _blas_of(library: Path) -> str:
     return ", ".join(hits) or "none found"
 
 
+def _cuda_rows(info: dict[str, str]) -> list[tuple[str, str]]:
+    """What a CUDA build was made with (its BUILD_OK stamp) and the GPUs the driver shows."""
+    rows = [("CUDA", f"{info.get('cuda', '?')} ({info.get('cuda_route', '?')} toolkit: "
+                     f"{info.get('cuda_root', '?')})"),
+            ("CUDA archs", info.get("cuda_arch", "?")),
+            ("NCCL", "built in: caffe train -gpu 0,1 is available" if info.get("nccl") == "1"
+             else "not built in (one GPU per run)")]
+    try:
+        gpus = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30)
+        driver = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                                capture_output=True, text=True, timeout=30)
+        rows.append(("GPUs", "; ".join(gpus.stdout.strip().splitlines()) or "none seen"))
+        rows.append(("NVIDIA driver", driver.stdout.strip().splitlines()[0]
+                     if driver.returncode == 0 and driver.stdout.strip() else "?"))
+    except (OSError, subprocess.TimeoutExpired):
+        rows.append(("GPUs", "none seen (no nvidia-smi): the CUDA build runs in CPU mode only"))
+    return rows
+
+
 def collect() -> tuple[list[tuple[str, str]], list[str]]:
     rows: list[tuple[str, str]] = [("Python", sys.version.split()[0] + f" ({sys.executable})")]
     problems: list[str] = []
@@ -40,6 +59,8 @@ def collect() -> tuple[list[tuple[str, str]], list[str]]:
         rows.append(("Caffe source", f"Debian caffe {info['version']}"))
         rows.append(("Caffe build", f"{info['build_id']} ({info['built']})"))
         rows.append(("Caffe mode", info["mode"]))
+        if info["mode"].startswith("GPU"):
+            rows += _cuda_rows(info)
         rows.append(("caffe binary", f"{caffe_env.caffe_binary()} ({caffe_env.caffe_version()})"))
         caffe = caffe_env.pycaffe()
         rows.append(("pycaffe", str(Path(caffe.__file__).parent)))
