@@ -124,11 +124,21 @@ def use_device(gpus: Gpus = Gpus()):
 
 
 def require_gpu_build(gpus: Gpus) -> None:
-    """Refuse GPU= before Caffe starts when the build cannot use a GPU."""
-    if gpus and build_info().get("mode") == "CPU":
+    """Refuse GPU= before Caffe starts when the build cannot use a GPU, or several GPUs."""
+    if not gpus:
+        return
+    info = build_info()
+    if info.get("mode") == "CPU":
         raise CaffeNotFound(
             f"GPU={gpus} needs a CUDA build of Caffe, and {caffe_home()} is CPU-only: build "
             f"one with 'make caffe CUDA=1' (docs/gpu.md), or leave GPU empty")
+    if (gpus.all or len(gpus.ids) > 1) and info.get("nccl", "0") != "1":
+        # Caffe's data parallelism exchanges gradients through NCCL; without it `caffe train
+        # -gpu 0,1` stops only after building the nets (ledger B6).
+        raise CaffeNotFound(
+            f"GPU={gpus} needs a Caffe built with NCCL (BUILD_OK nccl=1), and "
+            f"{caffe_home()} has none: 'make setup CUDA=1' with the PyPI CUDA toolkit builds "
+            "it with NCCL (docs/gpu.md), or train on one GPU")
 
 
 def caffe_version() -> str:

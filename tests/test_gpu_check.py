@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from dri_hep2 import caffe_env
+from dri_hep2 import caffe_env, paper
 
 REPO = caffe_env.REPO_ROOT
 
@@ -50,7 +50,7 @@ def test_gpu_check_cpu_mode_end_to_end(tmp_path):
                                                      "logs.tar.xz"]
     r = json.loads((out / "gpu_check.json").read_text())
     assert r["mode"] == "cpu" and r["ok"] and not r["problems"]
-    assert [t["variant"] for t in r["timing"]] == ["dri", "sri", "inception", "shallow_inception"]
+    assert [t["variant"] for t in r["timing"]] == list(paper.VARIANTS)
     assert all(t["gflops"] > 0 and t["ms_per_iter"] > 0 for t in r["timing"])
     assert r["sgemm"]["gflops"] > 1
     assert r["training"]["finished"] and r["training"]["last_iteration"] == 8

@@ -226,3 +226,19 @@ def test_training_without_a_data_folder_says_which_command_makes_it(tmp_path):
     with pytest.raises(UserError, match=r"lmdb/train missing: .*Run 'make data I3A="):
         train.train(cfg)
     assert not (tmp_path / "run").exists()
+
+
+def test_several_gpus_are_refused_without_nccl(tmp_path, monkeypatch):
+    """GPU=0,1 is Caffe's data parallelism: a CUDA build without NCCL is refused up front."""
+    from dri_hep2 import caffe_env
+
+    home = tmp_path / "caffe"
+    home.mkdir()
+    (home / "BUILD_OK").write_text("version=x\nmode=GPU (CUDA)\nbuild_id=x\nnccl=0\n")
+    monkeypatch.setenv("CAFFE_HOME", str(home))
+    caffe_env.require_gpu_build(Gpus.parse("0"))                  # one GPU: fine
+    for gpus in ("0,1", "all"):
+        with pytest.raises(caffe_env.CaffeNotFound, match="needs a Caffe built with NCCL"):
+            caffe_env.require_gpu_build(Gpus.parse(gpus))
+    (home / "BUILD_OK").write_text("version=x\nmode=GPU (CUDA)\nbuild_id=x\nnccl=1\n")
+    caffe_env.require_gpu_build(Gpus.parse("0,1"))
