@@ -20,6 +20,7 @@ import subprocess
 from pathlib import Path
 
 from . import atomic, caffe_env
+from .classes import ClassList
 from .data.folder import DataFolder
 from .errors import UserError
 from .folders import Folder, member
@@ -116,6 +117,13 @@ class RunDir(Folder):
         return self
 
     # --- manifest ------------------------------------------------------------------------------
+    def classes(self) -> ClassList:
+        """The class list this run was trained on (Caffe label = index; the nets' classifier
+        width), as `make train` recorded it from the data folder; I3A's six for a run made
+        before class lists were recorded. What evaluation, reports and predictions name the
+        outputs by."""
+        return ClassList.from_manifest(self.read_manifest().get("classes"))
+
     def read_manifest(self) -> dict:
         """run_manifest.json, or {} for a folder that has none (made by hand)."""
         return json.loads(self.manifest.read_text()) if self.manifest.is_file() else {}
