@@ -7,7 +7,7 @@ import re
 from dri_hep2 import ledger, paper
 from dri_hep2.caffe_env import REPO_ROOT
 
-ROW = re.compile(r"\b([NDTB]\d{1,2})\b")
+ROW = re.compile(r"\b([NDTBC]\d{1,2})\b")
 
 
 def ledger_rows() -> dict[str, list[str]]:
