@@ -156,7 +156,7 @@ def _evaluated(run: RunDir, data: DataFolder) -> bool:
             and result.get("data_dir") == str(data.path.resolve()))
 
 
-# --- summary ----------------------------------------------------------------------------------------
+# --- summary --------------------------------------------------------------------------------
 def _seconds(sessions: list[dict]) -> float | None:
     """Training time of a run: the sum of its sessions' start-to-end."""
     spans = [datetime.fromisoformat(s["ended"]) - datetime.fromisoformat(s["started"])

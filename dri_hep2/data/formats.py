@@ -229,7 +229,7 @@ def read_icpr2012(root: Path, *, skip_bad: bool = False) -> CellSet:
         first_line[number] = line
     for number in sorted(set(images) - listed):
         bad.append(DataError(f"image has no row in {csv_path.name}", images[number]))
-    return i3a._finish(root, "icpr2012", list(records.values()), bad, skip_bad, [csv_path],
+    return i3a.finish(root, "icpr2012", list(records.values()), bad, skip_bad, [csv_path],
                        classes, "icpr2012")
 
 
@@ -313,7 +313,7 @@ def read_task2(root: Path, *, skip_bad: bool = False,
             bad.append(DataError(f"specimen {specimens[key][0]} has no image here (expected "
                                  f"{specimens[key][0]}_<n>.tif or .png with its _Mask)",
                                  csv_path, first_line[key]))
-    return i3a._finish(root, "i3a-task2", records, bad, skip_bad, [csv_path, *masks], classes,
+    return i3a.finish(root, "i3a-task2", records, bad, skip_bad, [csv_path, *masks], classes,
                        "i3a-task2")
 
 
@@ -321,7 +321,7 @@ def cell_boxes(mask: np.ndarray, options: ReaderOptions = ReaderOptions()
                ) -> list[tuple[int, int, int, int]]:
     """(x, y, w, h) of every cell of a mask, padded and clipped to the image, in OpenCV's
     label order (raster order of each component's first pixel: the same on every run)."""
-    count, _, stats, _ = cv2.connectedComponentsWithStats((mask > 0).astype(np.uint8),
+    _, _, stats, _ = cv2.connectedComponentsWithStats((mask > 0).astype(np.uint8),
                                                           connectivity=8)
     height, width = mask.shape
     pad = options.cell_padding
@@ -385,7 +385,7 @@ def read_folders(root: Path, *, skip_bad: bool = False) -> CellSet:
     if (root / SPECIMENS_CSV).is_file():
         meta.append(root / SPECIMENS_CSV)
         records = _with_specimens(root / SPECIMENS_CSV, root, records, bad)
-    return i3a._finish(root, "folders", list(records.values()), bad, skip_bad, meta, classes,
+    return i3a.finish(root, "folders", list(records.values()), bad, skip_bad, meta, classes,
                        "folders")
 
 

@@ -8,8 +8,10 @@ Two layouts are accepted (docs/data.md):
   (`training/Homogeneous/123.png`), or flat folders of images labelled by a `gt_training.csv`
   at the top (ASSUMPTIONS.md D5).
 
-Every problem found is an `I3AError` naming the file and, for CSV problems, the line number.
-With `skip_bad=True` the offending items are left out and listed instead.
+Every problem found is a `DataError` (`I3AError`) naming the file and, for CSV problems, the
+line number. With `skip_bad=True` the offending items are left out and listed instead. The
+readers of the other layouts (dri_hep2.data.formats) share these rules, the cell record and
+`finish`.
 """
 from __future__ import annotations
 
@@ -194,7 +196,7 @@ def _read_contest(root: Path, skip_bad: bool) -> I3ASet:
               if (m := _IMAGE_RE.match(p.name))}
     for cell_id in sorted(listed - in_csv):
         bad.append(I3AError(f"image has no row in {CSV_NAME}", _find_image(root, cell_id)))
-    return _finish(root, "contest", list(records.values()), bad, skip_bad, [csv_path])
+    return finish(root, "contest", list(records.values()), bad, skip_bad, [csv_path])
 
 
 def _find_image(folder: Path, cell_id: str) -> Path | None:
@@ -275,7 +277,7 @@ def _read_presplit(root: Path, skip_bad: bool) -> I3ASet:
                                           extra.get("specimen") or None,
                                           extra.get("intensity") or None, split)
     csv_files = [root / CSV_NAME] if (root / CSV_NAME).is_file() else []
-    return _finish(root, "presplit", list(records.values()), bad, skip_bad, csv_files)
+    return finish(root, "presplit", list(records.values()), bad, skip_bad, csv_files)
 
 
 def _presplit_images(folder: Path):
@@ -289,7 +291,7 @@ def _presplit_images(folder: Path):
             yield entry, None
 
 
-def _finish(root: Path, layout: str, records: list[CellRecord], bad: list[I3AError],
+def finish(root: Path, layout: str, records: list[CellRecord], bad: list[I3AError],
             skip_bad: bool, meta_files: list[Path] = (), classes: ClassList = class_lists.I3A,
             format: str = "i3a") -> I3ASet:
     """The set, or the first problem (with a count of the others) unless `skip_bad`."""
