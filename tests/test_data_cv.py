@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from dri_hep2 import cli, ledger
-from dri_hep2.data import augment, i3a, lmdb_io, split, synthetic
+from dri_hep2 import cli, experiments, ledger
+from dri_hep2.data import augment, build, formats, i3a, lmdb_io, replicas, split, synthetic
 from dri_hep2.data.folder import DataFolder
 from dri_hep2.errors import UserError
 
@@ -169,3 +169,20 @@ def test_a_split_with_an_empty_part_is_refused(tmp_path, capsys):
     rc = cli.run(make_data.main, ["--i3a", str(tiny), "--data-dir", str(tmp_path / "d"),
                                   "--quiet", "--protocol", "kfold", "--folds", "7"])
     assert rc == 2 and "K=7 folds but only 6 cells" in capsys.readouterr().err
+
+
+def test_a_split_seed_series_rebuilds_a_fold_of_another_layout_with_its_settings(tmp_path):
+    """`make seeds VARY_SPLIT=1` rebuilds a data folder with another seed from what its manifest
+    records: the layout, the reader's knobs, the protocol and the fold stay."""
+    source = replicas.make_task2(tmp_path / "t2", specimens_per_class=2, images_per_specimen=1,
+                                 grid=(2, 2))
+    data = tmp_path / "data"
+    build.build_dataset(source, data, protocol="loso", folds=3, fold=2, progress=False,
+                        workers=2, announce=None, reader=formats.ReaderOptions(cell_padding=2))
+    again = experiments.split_data(data, 99)
+    old, new = (json.loads((d / "manifest.json").read_text())["parameters"]
+                for d in (data, again))
+    assert new["seed"] == 99 and old["seed"] == ledger.RANDOM_SEED
+    assert {k: v for k, v in new.items() if k != "seed"} == \
+        {k: v for k, v in old.items() if k != "seed"}
+    assert new["reader"]["cell_padding"] == 2 and (new["folds"], new["fold"]) == (3, 2)
