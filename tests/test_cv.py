@@ -157,3 +157,17 @@ def test_a_series_stopped_at_an_interrupted_fold_resumes_without_retraining(
     assert tested[0] and tested[1] and not tested[0] & tested[1]
     assert summary["plan"]["one_specimen_per_fold"] is False
     assert "grouped 2-fold by specimen" in cfg.cv.page.read_text()
+
+
+def test_make_cv_refuses_a_protocol_without_folds_and_a_missing_source(tmp_path, capsys):
+    """make's default PROTOCOL=cell, and a source that is not there: one line, exit 2, nothing
+    written."""
+    argv = ["--source", str(tmp_path), "--cv-dir", str(tmp_path / "cv"), "--data-root",
+            str(tmp_path / "data")]
+    assert cli.run(tool("cv"), argv + ["--protocol", "cell"]) == 2
+    assert "not PROTOCOL=cell: give PROTOCOL=kfold K=5 or PROTOCOL=loso" in \
+        capsys.readouterr().err
+    argv[1] = str(tmp_path / "nowhere")
+    assert cli.run(tool("cv"), argv + ["--protocol", "loso"]) == 2
+    assert f"{tmp_path / 'nowhere'}: not a folder" in capsys.readouterr().err
+    assert not (tmp_path / "cv").exists() and not (tmp_path / "data").exists()

@@ -21,9 +21,11 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--source", required=True, type=Path,
                     help="input folder (make's I3A=): any layout `make data` reads")
-    ap.add_argument("--protocol", choices=split.FOLD_PROTOCOLS, default="kfold",
+    # Every protocol is accepted here so that make's default PROTOCOL=cell gets the message
+    # that says what to give instead (CVConfig), not argparse's list.
+    ap.add_argument("--protocol", choices=split.PROTOCOLS, default="kfold",
                     help="kfold: stratified folds; loso: leave one specimen out (or whole "
-                         "specimens in K groups)")
+                         "specimens in K groups); cell and specimen have no folds")
     ap.add_argument("--folds", type=int, default=None,
                     help=f"K (kfold default {ledger.CV_FOLDS}; loso default one fold per "
                          f"specimen up to {ledger.LOSO_MAX_FOLDS} specimens, else "
