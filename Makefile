@@ -93,21 +93,24 @@ ci-cuda: venv  ## CI: CUDA build for sm_90 (cached), ldd link check, its CPU GTe
 	PYTHON=$(abspath $(PY)) tools/ci_cuda.sh
 
 # --- data --------------------------------------------------------------------------------------
-SYNTH_DIR  ?= $(DATA_DIR)/synthetic_i3a
+FORMAT     ?=
+SYNTH_DIR  ?= $(DATA_DIR)/synthetic_$(or $(FORMAT),i3a)
 SCALE      ?= 1.0
 SEED       ?=
 PROTOCOL   ?= cell
+K          ?=
+FOLD       ?=
 DATA_ARGS  ?=
 .PHONY: synthetic data bench-data
 
-synthetic: setup  ## synthetic I3A replica in contest layout in SYNTH_DIR (SCALE=1.0: 13,596 cells)
-	$(PY) tools/make_synthetic.py --out $(SYNTH_DIR) --scale $(SCALE) $(if $(SEED),--seed $(SEED))
+synthetic: setup  ## synthetic I3A replica in contest layout in SYNTH_DIR (SCALE=1.0: 13,596 cells); FORMAT=icpr2012|i3a-task2|folders: another layout
+	$(PY) tools/make_synthetic.py --out $(SYNTH_DIR) --scale $(SCALE) $(if $(SEED),--seed $(SEED)) $(if $(FORMAT),--format $(FORMAT))
 
-data: setup  ## LMDBs + mean + splits + manifest in DATA_DIR from I3A=<dir> (PROTOCOL=cell|specimen)
+data: setup  ## LMDBs + mean + splits + manifest in DATA_DIR from I3A=<dir> (PROTOCOL=cell|specimen|kfold|loso, K=, FOLD=; FORMAT= forces a layout)
 	@if [ -z "$(I3A)" ]; then \
 	  echo "make data needs I3A=<folder of your I3A copy>; without one: make synthetic && make data I3A=$(SYNTH_DIR)"; \
 	  exit 2; fi
-	$(PY) tools/make_data.py --i3a $(I3A) --data-dir $(DATA_DIR) --protocol $(PROTOCOL) $(if $(SEED),--seed $(SEED)) $(DATA_ARGS)
+	$(PY) tools/make_data.py --i3a $(I3A) --data-dir $(DATA_DIR) --protocol $(PROTOCOL) $(if $(SEED),--seed $(SEED)) $(if $(FORMAT),--format $(FORMAT)) $(if $(K),--folds $(K)) $(if $(FOLD),--fold $(FOLD)) $(DATA_ARGS)
 
 bench-data: setup  ## time our build against rotated PNGs + convert_imageset on the same cells
 	$(PY) tools/bench_data.py --scale $(SCALE)
@@ -145,7 +148,8 @@ DEMO_RUN_DIR  ?= results/demo
 N          ?= 5
 SEEDS      ?=
 VARY_SPLIT ?=
-.PHONY: demo demo-seeds seeds ablation
+CV_DIR     ?= results/$(NET)-$(PROTOCOL)
+.PHONY: demo demo-seeds seeds ablation cv
 
 demo: setup  ## the main job on a CPU: synthetic replica, data, short DRI training, eval, report in results/demo
 	$(PY) tools/demo.py --data-dir $(DEMO_DATA_DIR) --run-dir $(DEMO_RUN_DIR)
@@ -158,6 +162,10 @@ demo-seeds: demo  ## the demo's figure as a range: N seeds of the demo into resu
 
 ablation: setup  ## Table 3(a): the four variants with SCHEDULE (SEEDS=N: seed series) into results/, results/ablation.md
 	$(PY) tools/ablation.py --schedule $(SCHEDULE) --data-dir $(DATA_DIR) --results results --gpu "$(GPU)" $(if $(SEEDS),--seeds $(SEEDS))
+
+cv: setup  ## cross-validation of NET from I3A=<dir> (PROTOCOL=kfold K=5 | PROTOCOL=loso) with SCHEDULE into CV_DIR/fold-K, summary CV_DIR/README.md; reruns resume
+	@if [ -z "$(I3A)" ]; then echo "make cv needs I3A=<input folder> (any layout of make data)"; exit 2; fi
+	$(PY) tools/cv.py --source $(I3A) --protocol $(PROTOCOL) $(if $(K),--folds $(K)) --net $(NET) --schedule $(SCHEDULE) --cv-dir $(CV_DIR) --data-root $(DATA_DIR)/cv/$(notdir $(CV_DIR)) $(if $(SEED),--seed $(SEED)) $(if $(FORMAT),--format $(FORMAT)) --gpu "$(GPU)" $(DATA_ARGS) $(NET_ARGS)
 
 # --- use a trained model -----------------------------------------------------------------------
 # A run (RUN_DIR) applied to new cells, exported to ONNX, explained and packaged; docs/using.md.

@@ -110,6 +110,11 @@ def evaluate(run_dir: str | Path, data_dir: str | Path = "data", weights: str | 
     """
     run = RunDir(run_dir).require(RunDir.deploy, RunDir.train_val)
     data = DataFolder(data_dir).require(split, mean=False)
+    classes = run.classes()
+    if data.manifest.is_file() and data.classes() != classes:
+        raise UserError(f"{run.path} was trained on the classes {', '.join(classes.names)}; "
+                        f"DATA_DIR={data.path} holds {', '.join(data.classes().names)}: "
+                        "evaluate on the data folder it was trained on")
     weights = run.weights(weights)
     caffe = caffe_env.use_device(gpus)
     net = caffe.Net(str(run.deploy), caffe.TEST, weights=str(weights))
@@ -120,7 +125,8 @@ def evaluate(run_dir: str | Path, data_dir: str | Path = "data", weights: str | 
     if max_diff > FUSED_TOLERANCE:
         raise AssertionError(f"deploy blob {FUSED_BLOB!r} differs from the sum of the branch "
                              f"probabilities by {max_diff:g}")
-    interval_options = dict(intervals=True, groups=specimens, resamples=resamples)
+    interval_options = dict(intervals=True, groups=specimens, resamples=resamples,
+                            classes=classes.names)
     fusions = {rule: metrics.evaluate_combos(labels, outputs[rule], **interval_options)
                for rule in FUSIONS}
     combos = fusions["prob"]
@@ -134,7 +140,8 @@ def evaluate(run_dir: str | Path, data_dir: str | Path = "data", weights: str | 
         "split": split,
         "data_dir": str(data.path.resolve()),
         "n": int(len(labels)),
-        "classes": list(paper.CLASSES),
+        "classes": list(classes.names),
+        "abbrev": list(classes.abbrev),
         "fusion": "prob",
         "combo": full,
         **combos[full],

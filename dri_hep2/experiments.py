@@ -10,7 +10,7 @@ from pathlib import Path
 from . import atomic, evaluate, paper, report, train
 from . import series as series_mod
 from .caffe_env import Gpus
-from .data import build
+from .data import build, formats
 from .data.folder import DataFolder
 from .errors import UserError
 from .run import snapshot_iteration
@@ -56,9 +56,12 @@ def split_data(data_dir: Path, seed: int) -> Path:
                         f"folder of 'make data' to rebuild it with other split seeds")
     p = manifest["parameters"]
     out = Path(f"{data_dir}-split{seed}")
+    reader = dict(p.get("reader") or {"format": "i3a"})
     build.build_dataset(manifest["inputs"]["folder"], out, protocol=p["protocol"], seed=seed,
                         skip_bad=p["skip_bad"], steps=tuple(p["rotation_steps_deg"]),
-                        border=p["border"], stretch=p["stretch"], progress=False)
+                        border=p["border"], stretch=p["stretch"], progress=False,
+                        format=reader.pop("format"), reader=formats.ReaderOptions(**reader),
+                        folds=p.get("folds"), fold=p.get("fold") or 1)
     return out
 
 

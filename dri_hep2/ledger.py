@@ -48,6 +48,18 @@ DISPLAY_INTERVAL = 100       # N14
 # --- Data (rows D*) -------------------------------------------------------------------------------
 INPUT_CHANNELS = 1           # D6: cells decoded as 8-bit grey, one channel
 
+# --- Other data sets and cross-validation (rows C*) ------------------------------------------
+# C3: how I3A Task 2's specimen images are cut into cells along their masks.
+TASK2_CELL_PADDING = 4       # px of background kept around a component's bounding box
+TASK2_MIN_CELL_AREA = 150    # px: smaller components are debris, not nuclei
+# C5: the class-balanced rotation rule for class lists other than the paper's: a class with at
+# most 1/m of the largest class's cells is rotated m times more often, m up to this factor.
+ROTATION_BALANCE_MAX = 3
+# C6, C7: folds of `PROTOCOL=kfold` (and of grouped `loso` when there are many specimens);
+# leave-one-specimen-out proper up to this many specimens.
+CV_FOLDS = 5
+LOSO_MAX_FOLDS = 12
+
 # --- The short CPU schedule and the demo (rows T1, T7) ---------------------------------------------
 SHORT_MAX_ITER = 400         # T1
 SHORT_STEPSIZE = 50          # T1

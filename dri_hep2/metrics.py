@@ -69,21 +69,32 @@ def fuse(branch_probs: Mapping[int, np.ndarray], combo: str) -> np.ndarray:
 
 def scores(labels: Sequence[int], probs: np.ndarray, *, intervals: bool = False,
            groups: Sequence[str] | None = None,
-           resamples: int = ledger.BOOTSTRAP_RESAMPLES) -> dict:
-    """MCA, ACA, per-class rates and confusion of arg-max predictions from N x 6 scores.
+           resamples: int = ledger.BOOTSTRAP_RESAMPLES,
+           classes: Sequence[str] = paper.CLASSES) -> dict:
+    """MCA, ACA, per-class rates and confusion of arg-max predictions from N x K scores.
 
     `intervals` adds 95 % intervals (ledger T8): `aca_ci` and `per_class_ci` by Wilson,
     `mca_ci` by the stratified bootstrap, resampling `groups` (specimens) when given.
+    `classes`: the class names, in label order (the paper's six by default).
     """
+    return prediction_scores(labels, np.argmax(probs, axis=1), intervals=intervals,
+                             groups=groups, resamples=resamples, classes=classes)
+
+
+def prediction_scores(labels: Sequence[int], predicted: Sequence[int], *,
+                      intervals: bool = False, groups: Sequence[str] | None = None,
+                      resamples: int = ledger.BOOTSTRAP_RESAMPLES,
+                      classes: Sequence[str] = paper.CLASSES) -> dict:
+    """`scores` of given predictions (class labels), e.g. several folds' pooled."""
     labels = np.asarray(labels)
-    predicted = np.argmax(probs, axis=1)
-    confusion = confusion_matrix(labels, predicted)
+    predicted = np.asarray(predicted)
+    confusion = confusion_matrix(labels, predicted, len(classes))
     rates = per_class_rates(confusion)
     out = {
         "mca": mca(confusion),
         "aca": aca(confusion),
         "per_class": {name: (None if np.isnan(r) else float(r))
-                      for name, r in zip(paper.CLASSES, rates)},
+                      for name, r in zip(classes, rates)},
         "confusion": confusion.tolist(),
     }
     if intervals:
@@ -93,14 +104,14 @@ def scores(labels: Sequence[int], probs: np.ndarray, *, intervals: bool = False,
         out["aca_ci"] = list(stats.wilson(int(np.trace(confusion)), int(confusion.sum())))
         out["per_class_ci"] = {name: (list(ci) if (ci := stats.wilson(int(confusion[k, k]),
                                                                      int(support[k]))) else None)
-                               for k, name in enumerate(paper.CLASSES)}
+                               for k, name in enumerate(classes)}
     return out
 
 
 def evaluate_combos(labels: Sequence[int], branch_probs: Mapping[int, np.ndarray],
                     **interval_options) -> dict[str, dict]:
     """Scores of every Table 3(b) combination whose branches the net has (`interval_options`:
-    those of `scores`)."""
+    the keyword options of `scores`, `classes` included)."""
     return {combo: scores(labels, fuse(branch_probs, combo), **interval_options)
             for combo, branches in COMBOS.items() if all(b in branch_probs for b in branches)}
 

@@ -63,17 +63,19 @@ def plot_curves(log: caffe_log.TrainingLog, path: str | Path) -> Path:
     return _save(fig, Path(path))
 
 
-def plot_confusion(confusion: np.ndarray, path: str | Path, title: str = "") -> Path:
-    """Row-normalised confusion matrix with the counts written in each cell."""
+def plot_confusion(confusion: np.ndarray, path: str | Path, title: str = "",
+                   abbrev=paper.CLASS_ABBREV) -> Path:
+    """Row-normalised confusion matrix with the counts written in each cell; `abbrev`: the
+    class list's abbreviations (the paper's six by default)."""
     confusion = np.asarray(confusion)
     support = confusion.sum(axis=1, keepdims=True)
     rates = confusion / np.maximum(support, 1)
     fig, ax = plt.subplots(figsize=(6, 5))
     image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
     fig.colorbar(image, ax=ax, label="fraction of the true class")
-    ticks = range(len(paper.CLASS_ABBREV))
-    ax.set_xticks(ticks, paper.CLASS_ABBREV)
-    ax.set_yticks(ticks, paper.CLASS_ABBREV)
+    ticks = range(len(abbrev))
+    ax.set_xticks(ticks, abbrev)
+    ax.set_yticks(ticks, abbrev)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     for i in ticks:
@@ -128,6 +130,7 @@ def eval_markdown(result: Mapping) -> str:
     full = result.get("combo", FULL_COMBO)
     mcnemar = result.get("mcnemar", {})
     intervals = result.get("intervals")
+    names, abbrev = class_names(result)
     lines = [f"# Evaluation: {paper.variant_title(result.get('net'))}",
              "",
              f"Weights `{result.get('weights')}`, {result['n']} cells of the "
@@ -160,19 +163,28 @@ def eval_markdown(result: Mapping) -> str:
                  f"{_rate(result, 'aca', True)} |")
     per_class_ci = result.get("per_class_ci")
     lines += ["", f"## Per class (DRI<sub>{full}</sub>)", "",
-              "| class | " + " | ".join(paper.CLASS_ABBREV) + " |",
-              "|---|" + "---|" * len(paper.CLASSES),
-              "| rate | " + " | ".join(_pct(result["per_class"][c]) for c in paper.CLASSES)
+              "| class | " + " | ".join(abbrev) + " |",
+              "|---|" + "---|" * len(names),
+              "| rate | " + " | ".join(_pct(result["per_class"][c]) for c in names)
               + " |"]
     if per_class_ci:
         lines.append("| 95 % interval | " + " | ".join(_ci(per_class_ci[c]).strip()
-                                                      for c in paper.CLASSES) + " |")
+                                                      for c in names) + " |")
     lines += ["", "Confusion (rows true, columns predicted):", "",
-              "| | " + " | ".join(paper.CLASS_ABBREV) + " |",
-              "|---|" + "---|" * len(paper.CLASSES)]
-    for abbrev, row in zip(paper.CLASS_ABBREV, result["confusion"]):
-        lines.append(f"| **{abbrev}** | " + " | ".join(str(v) for v in row) + " |")
+              "| | " + " | ".join(abbrev) + " |",
+              "|---|" + "---|" * len(names)]
+    for short, row in zip(abbrev, result["confusion"]):
+        lines.append(f"| **{short}** | " + " | ".join(str(v) for v in row) + " |")
     return "\n".join(lines) + "\n"
+
+
+def class_names(result: Mapping) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(names, abbreviations) of the classes an eval.json reports; the paper's six for one
+    written before other class lists were possible."""
+    names = tuple(result.get("classes") or paper.CLASSES)
+    abbrev = tuple(result.get("abbrev") or
+                   (paper.CLASS_ABBREV if names == paper.CLASSES else names))
+    return names, abbrev
 
 
 def _link(target: Path, page_dir: Path) -> str:
@@ -270,7 +282,8 @@ def write_report(run_dir: str | Path | RunDir) -> Path:
         result = json.loads(run.eval_json.read_text())
         atomic.write_text(run.eval_md, eval_markdown(result))
         plot_confusion(np.array(result["confusion"]), run.confusion,
-                       f"DRI{result.get('combo', FULL_COMBO)}: MCA {_pct(result['mca'])} %")
+                       f"DRI{result.get('combo', FULL_COMBO)}: MCA {_pct(result['mca'])} %",
+                       class_names(result)[1])
     write_log_outputs(run)
     return atomic.write_text(run.page, run_page(run))
 

@@ -19,7 +19,8 @@ import re
 import subprocess
 from pathlib import Path
 
-from . import atomic, caffe_env, paper
+from . import atomic, caffe_env
+from .classes import ClassList
 from .data.folder import DataFolder
 from .errors import UserError
 from .folders import Folder, member
@@ -86,11 +87,9 @@ class RunDir(Folder):
         return cls.solver, cls.train_val, cls.deploy
 
     def class_names(self) -> tuple[str, ...]:
-        """The run's class order: label k of its nets is class_names()[k].
-
-        The one place predict, export, explain and package take class names from (today the
-        paper's Table 2 order, which `make data` also uses)."""
-        return paper.CLASSES
+        """The run's class order: label k of its nets is class_names()[k] (`classes()`'s
+        names: what predict, export, explain and package name their outputs by)."""
+        return tuple(self.classes().names)
 
     def data_folder(self) -> DataFolder | None:
         """The data folder the run was trained on (its manifest's data_dir), if it exists."""
@@ -142,6 +141,13 @@ class RunDir(Folder):
         return self
 
     # --- manifest ------------------------------------------------------------------------------
+    def classes(self) -> ClassList:
+        """The class list this run was trained on (Caffe label = index; the nets' classifier
+        width), as `make train` recorded it from the data folder; I3A's six for a run made
+        before class lists were recorded. What evaluation, reports and predictions name the
+        outputs by."""
+        return ClassList.from_manifest(self.read_manifest().get("classes"))
+
     def read_manifest(self) -> dict:
         """run_manifest.json, or {} for a folder that has none (made by hand)."""
         return json.loads(self.manifest.read_text()) if self.manifest.is_file() else {}

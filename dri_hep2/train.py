@@ -71,6 +71,8 @@ def build_run_files(cfg: RunConfig) -> dict[str, str]:
     schedule = schedules.get(cfg.schedule)
     run = cfg.run
     knobs = asdict(cfg.net_options)
+    # The classifiers are as wide as the data folder's class list (the paper's six on I3A).
+    knobs["num_classes"] = len(data.classes())
     train_val = build.train_val(cfg.net, data_dir=data.path,
                                 bn_moving_average=schedule.bn_moving_average, **knobs)
     solver_param = solver.solver(cfg.net, cfg.schedule, net_path=RunDir.train_val,
@@ -224,5 +226,6 @@ def train(cfg: RunConfig, progress: bool = True) -> Session:
     return run_caffe(run, cfg.gpus, data=cfg.data,
                      manifest_extra={"net": cfg.net, "schedule": cfg.schedule,
                                      "gpu": cfg.gpus.flag, "seed": cfg.seed,
-                                     "net_options": cfg.net_options.changed()},
+                                     "net_options": cfg.net_options.changed(),
+                                     "classes": cfg.data.classes().manifest()},
                      progress=progress)

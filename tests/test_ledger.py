@@ -7,7 +7,7 @@ import re
 from dri_hep2 import ledger, paper
 from dri_hep2.caffe_env import REPO_ROOT
 
-ROW = re.compile(r"\b([NDTBU]\d{1,2})\b")
+ROW = re.compile(r"\b([NDTBUC]\d{1,2})\b")
 
 
 def ledger_rows() -> dict[str, list[str]]:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .. import paper
+from .. import classes as class_lists
+from .. import ledger, paper
 from ..errors import UserError
 
 BORDERS = {"reflect101": cv2.BORDER_REFLECT_101, "replicate": cv2.BORDER_REPLICATE,
@@ -21,12 +22,37 @@ BORDERS = {"reflect101": cv2.BORDER_REFLECT_101, "replicate": cv2.BORDER_REPLICA
 def rotation_angles(label: int, steps: tuple[int, ...] | None = None) -> list[int]:
     """Angles (degrees, 0 first) a training cell of class `label` is rotated by.
 
-    `steps` overrides the per-class step (six values in paper.CLASSES order).
+    `steps`: the step of each class in class-list order (`class_steps`); None: the paper's
+    (I3A's six classes).
     """
     step = steps[label] if steps else paper.rotation_step_deg(label)
     if step <= 0 or 360 % step:
         raise UserError(f"rotation step {step} must divide 360")
     return list(range(0, 360, step))
+
+
+def class_steps(classes: class_lists.ClassList, counts, base: int = paper.ROTATION_STEP_DEG,
+                golgi: int = paper.GOLGI_ROTATION_STEP_DEG) -> tuple[int, ...]:
+    """The rotation step of each class.
+
+    I3A's classes: the paper's rule (section 3.2), `golgi` for Golgi and `base` for the
+    others, whatever the counts. Any other class list (ledger C5): the paper's rule made
+    general, a class with at most 1/m of the largest class's cells (`counts`, per class) is
+    rotated in steps of base / m, m = 1, 2 or 3 (ledger.ROTATION_BALANCE_MAX): 18, 9 or 6
+    degrees with the paper's base. On I3A's own counts this gives the paper's steps too.
+    """
+    if classes == class_lists.I3A:
+        return tuple(golgi if c == paper.GOLGI else base for c in range(len(classes)))
+    largest = max(counts) if len(counts) else 0
+    steps = []
+    for name, n in zip(classes.names, counts):
+        m = min(ledger.ROTATION_BALANCE_MAX, largest // n) if n else 1
+        if base % m:
+            raise UserError(f"rotation step {base} cannot be divided by {m} for class {name} "
+                            f"({n} cells against {largest}): give a --step divisible by 6, "
+                            "or every class's step with --steps")
+        steps.append(base // m)
+    return tuple(steps)
 
 
 def augmented_counts(train_counts, steps=None) -> tuple[int, ...]:

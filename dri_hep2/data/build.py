@@ -1,5 +1,6 @@
-"""`make data`: an I3A folder -> a data folder (dri_hep2.data.folder: LMDBs, mean, splits,
-manifest; docs/data.md), following the paper's protocol (section 3.2, Table 2).
+"""`make data`: a folder of cells (I3A, or another layout of dri_hep2.data.formats) -> a data
+folder (dri_hep2.data.folder: LMDBs, mean, splits, manifest; docs/data.md), following the
+paper's protocol (section 3.2, Table 2) or a cross-validation fold of it.
 
 Everything is checked before anything is written; outputs are built in temporary folders and
 renamed into place; a rerun with the same inputs and parameters does nothing.
@@ -24,8 +25,9 @@ import numpy as np
 from tqdm import tqdm
 
 from .. import atomic, ledger, paper
+from ..classes import ClassList
 from ..errors import UserError
-from . import augment, i3a, lmdb_io, split
+from . import augment, formats, i3a, lmdb_io, split
 from .folder import DataFolder, write_split_csvs
 
 # Bump when the outputs change for the same inputs and parameters. 2: split CSVs carry the
@@ -44,35 +46,68 @@ class BuildParams:
     border: str = "reflect101"
     stretch: bool = False
     skip_bad: bool = False
+    folds: int | None = None        # kfold / loso: how many folds (resolved) ...
+    fold: int | None = None         # ... and which one is the test part (1-based)
+    reader: dict | None = None      # formats.ReaderOptions.manifest: the format and its knobs
 
-    def check(self) -> None:
+    def check(self, num_classes: int = paper.NUM_CLASSES) -> None:
         """Refuse bad parameters before any work."""
-        for label in range(paper.NUM_CLASSES):
+        if len(self.rotation_steps_deg) != num_classes:
+            raise UserError(f"{len(self.rotation_steps_deg)} rotation steps given for "
+                            f"{num_classes} classes: give one per class")
+        for label in range(num_classes):
             augment.rotation_angles(label, self.rotation_steps_deg)
         if self.border not in augment.BORDERS:
             raise UserError(f"unknown border {self.border!r} ({', '.join(augment.BORDERS)})")
 
     def manifest(self) -> dict:
-        return {"protocol": self.protocol, "seed": self.seed,
-                "rotation_steps_deg": list(self.rotation_steps_deg), "border": self.border,
-                "stretch": self.stretch, "input_size": paper.INPUT_SIZE,
-                "rotation_interpolation": "linear", "resize_interpolation": "area/linear",
-                "skip_bad": self.skip_bad, "format": FORMAT}
+        out = {"protocol": self.protocol, "seed": self.seed,
+               "rotation_steps_deg": list(self.rotation_steps_deg), "border": self.border,
+               "stretch": self.stretch, "input_size": paper.INPUT_SIZE,
+               "rotation_interpolation": "linear", "resize_interpolation": "area/linear",
+               "skip_bad": self.skip_bad, "format": FORMAT}
+        # Only what a build of another data set or a fold adds: an I3A build keeps the
+        # parameters (and build hash) it had before other layouts were read.
+        if self.reader and self.reader.get("format") != "i3a":
+            out["reader"] = self.reader
+        if self.folds is not None:
+            out.update(folds=self.folds, fold=self.fold)
+        return out
 
 
 def build_dataset(i3a_dir: str | Path, data_dir: str | Path = "data", *,
                   protocol: str = "cell", seed: int = ledger.RANDOM_SEED, skip_bad: bool = False,
                   steps: tuple[int, ...] | None = None, border: str = "reflect101",
                   stretch: bool = False, workers: int | None = None, progress: bool = True,
-                  force: bool = False) -> dict:
-    """Build the data folder and return its manifest (the existing one if already up to date)."""
+                  force: bool = False, format: str = "auto",
+                  reader: formats.ReaderOptions = formats.ReaderOptions(),
+                  folds: int | None = None, fold: int = 1,
+                  step: int = paper.ROTATION_STEP_DEG,
+                  golgi_step: int = paper.GOLGI_ROTATION_STEP_DEG, announce=print) -> dict:
+    """Build the data folder and return its manifest (the existing one if already up to date).
+
+    `i3a_dir`: the folder of cells, read as `format` (`auto`: detected and announced).
+    `steps`: the rotation step of every class; None: `augment.class_steps` from `step` and
+    `golgi_step`. `protocol` kfold / loso: fold `fold` of `folds` (None: the default count).
+    """
     start = time.perf_counter()
     data = DataFolder(data_dir)
     workers = workers or os.cpu_count() or 1
-    params = BuildParams(protocol, seed, tuple(steps) if steps else
-                         BuildParams.rotation_steps_deg, border, stretch, skip_bad)
-    params.check()
-    dataset = i3a.read_i3a(i3a_dir, skip_bad=skip_bad)
+    if border not in augment.BORDERS:
+        raise UserError(f"unknown border {border!r} ({', '.join(augment.BORDERS)})")
+    if protocol not in split.PROTOCOLS:
+        raise UserError(f"unknown split protocol {protocol!r} ({', '.join(split.PROTOCOLS)})")
+    dataset = formats.read_cells(i3a_dir, format, skip_bad=skip_bad, options=reader,
+                                 announce=announce)
+    classes = dataset.classes
+    if steps is None:
+        steps = augment.class_steps(classes, _counts(dataset.records, classes), step,
+                                    golgi_step)
+    k = split.fold_count(dataset.records, protocol, folds) \
+        if protocol in split.FOLD_PROTOCOLS else None
+    params = BuildParams(protocol, seed, tuple(steps), border, stretch, skip_bad, k,
+                         fold if k else None, reader.manifest(dataset.format))
+    params.check(len(classes))
     inputs = _hash_inputs(Path(i3a_dir), dataset)
     build_hash = hashlib.sha256(json.dumps([inputs["sha256"], params.manifest()],
                                            sort_keys=True).encode()).hexdigest()
@@ -83,7 +118,13 @@ def build_dataset(i3a_dir: str | Path, data_dir: str | Path = "data", *,
         return old
 
     records, images, skipped = _decode(dataset, skip_bad, workers, progress)
-    splits = split.split_records(records, seed=seed, protocol=protocol)
+    splits = split.split_records(records, seed=seed, protocol=protocol, folds=folds, fold=fold)
+    empty = [name for name in split.SPLITS if not splits[name]]
+    if empty:
+        # Caffe's solver cannot validate on nothing, and an empty test part measures nothing.
+        raise UserError(f"the {empty[0]} part of {i3a_dir} under protocol {protocol}"
+                        + (f" (fold {fold} of {k})" if k else "") + " would be empty: too few "
+                        "cells or specimens for it; use fewer folds (K=) or another protocol")
     _remove_stale_temporaries(data)
     # The outputs are about to change: drop the manifest that certifies the old ones.
     data.manifest.unlink(missing_ok=True)
@@ -92,13 +133,13 @@ def build_dataset(i3a_dir: str | Path, data_dir: str | Path = "data", *,
         for s, name in enumerate(split.SPLITS):
             summary[name], view_sum = _write_split_lmdb(
                 lmdb_tmp / name, name, splits[name], images, [seed, s], params, workers,
-                progress)
+                progress, len(classes))
             if name == "train":
-                mean = view_sum / summary[name]["total"]
+                mean = view_sum / max(summary[name]["total"], 1)
         atomic.write_bytes(lmdb_tmp / Path(DataFolder.mean).relative_to(DataFolder.lmdb_dir),
                            lmdb_io.mean_blob(mean[None]))
     with atomic.staged_path(data.splits_dir, is_dir=True) as splits_tmp:
-        write_split_csvs(splits, splits_tmp)
+        write_split_csvs(splits, splits_tmp, classes)
     _write_skipped(data, skipped)
     manifest = {
         "format": FORMAT,
@@ -106,7 +147,8 @@ def build_dataset(i3a_dir: str | Path, data_dir: str | Path = "data", *,
         "build_hash": build_hash,
         "inputs": inputs,
         "parameters": params.manifest(),
-        "class_order": list(paper.CLASSES),
+        "class_order": list(classes.names),
+        "classes": classes.manifest(),
         "splits": summary,
         "lmdb": {name: f"{DataFolder.lmdb_dir}/{name}" for name in split.SPLITS},
         "mean": DataFolder.mean,
@@ -116,6 +158,10 @@ def build_dataset(i3a_dir: str | Path, data_dir: str | Path = "data", *,
     }
     atomic.write_text(data.manifest, json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def _counts(records, classes: ClassList) -> list[int]:
+    return [sum(r.label == c for r in records) for c in range(len(classes))]
 
 
 def _decode(dataset: i3a.I3ASet, skip_bad: bool, workers: int, progress: bool):
@@ -137,7 +183,8 @@ def _decode(dataset: i3a.I3ASet, skip_bad: bool, workers: int, progress: bool):
 
 
 def _write_split_lmdb(path: Path, name: str, recs: list, images: dict, key_seed: list[int],
-                      params: BuildParams, workers: int, progress: bool) -> tuple[dict, np.ndarray]:
+                      params: BuildParams, workers: int, progress: bool,
+                      num_classes: int = paper.NUM_CLASSES) -> tuple[dict, np.ndarray]:
     """Augment (training only), shuffle and write one split's LMDB; returns its summary and the
     sum of its views (for the mean image)."""
     size = paper.INPUT_SIZE
@@ -161,18 +208,16 @@ def _write_split_lmdb(path: Path, name: str, recs: list, images: dict, key_seed:
             view_sum += part_sum     # integer-valued: exact in any order
     # Written in key order (the order Caffe reads), so LMDB can append.
     framing = [lmdb_io.datum_framing((ledger.INPUT_CHANNELS, size, size), c)
-               for c in range(paper.NUM_CLASSES)]
+               for c in range(num_classes)]
     order = sorted(range(len(names)), key=keys.__getitem__)
     entries = ((keys[i], b"".join((framing[labels[i]][0], views[i], framing[labels[i]][1])))
                for i in order)
     lmdb_io.write_lmdb(path, entries, count=len(names),
                        value_size=len(b"".join(framing[0])) + size * size, append=True,
                        desc=f"{DataFolder.lmdb_dir}/{name}" if progress else None)
-    summary = {"total": len(names), "per_class": [labels.count(c)
-                                                  for c in range(paper.NUM_CLASSES)],
+    summary = {"total": len(names), "per_class": [labels.count(c) for c in range(num_classes)],
                "cells": len(recs),
-               "cells_per_class": [sum(r.label == c for r in recs)
-                                   for c in range(paper.NUM_CLASSES)]}
+               "cells_per_class": [sum(r.label == c for r in recs) for c in range(num_classes)]}
     return summary, view_sum
 
 
@@ -227,17 +272,17 @@ def _chunks(items: list, size: int) -> list[list]:
 
 
 def _hash_inputs(root: Path, dataset: i3a.I3ASet) -> dict:
-    """SHA-256 over the CSV and every image used (path relative to `root`, then bytes)."""
-    files = sorted({rec.image for rec in dataset.records}
-                   | ({root / i3a.CSV_NAME} if (root / i3a.CSV_NAME).is_file() else set()))
+    """SHA-256 over the label CSV, every image used and what else the reader read (Task 2's
+    masks): path relative to `root`, then bytes."""
+    files = sorted({rec.image for rec in dataset.records} | set(dataset.meta_files))
     digest = hashlib.sha256()
     for path in files:
         digest.update(str(path.relative_to(root)).encode() + b"\0")
         digest.update(hashlib.sha256(path.read_bytes()).digest())
     out = {"folder": str(root.resolve()), "layout": dataset.layout, "files": len(files),
            "sha256": digest.hexdigest()}
-    if (root / i3a.CSV_NAME).is_file():
-        out["csv_sha256"] = hashlib.sha256((root / i3a.CSV_NAME).read_bytes()).hexdigest()
+    if dataset.meta_files and dataset.meta_files[0].suffix.lower() == ".csv":
+        out["csv_sha256"] = hashlib.sha256(dataset.meta_files[0].read_bytes()).hexdigest()
     return out
 
 

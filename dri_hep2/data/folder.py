@@ -1,11 +1,12 @@
 """A data folder (make's DATA_DIR): the one place that names what `make data` writes there.
 
-    lmdb/train, lmdb/val, lmdb/test   Caffe Datum LMDBs (1x76x76 uint8, label 0-5)
+    lmdb/train, lmdb/val, lmdb/test   Caffe Datum LMDBs (1x76x76 uint8, label = index in the
+                                      folder's class list, `classes()`: 0-5 on I3A)
     lmdb/mean.binaryproto             mean image of the augmented training LMDB
     splits/{train,val,test}.csv       the cells of each split: `Image ID,Image class,Specimen ID`
                                       (the I3A reader's own CSV format; specimen empty if unknown)
     skipped.csv                       what --skip-bad left out (absent when nothing was)
-    manifest.json                     inputs, parameters, counts, build hash
+    manifest.json                     inputs, parameters, class list, counts, build hash
 
 docs/data.md describes the formats.
 """
@@ -16,7 +17,8 @@ import io
 import json
 from pathlib import Path
 
-from .. import atomic, paper
+from .. import atomic
+from ..classes import I3A, ClassList
 from ..errors import UserError
 from ..folders import Folder, member
 from .split import SPLITS
@@ -45,6 +47,15 @@ class DataFolder(Folder):
         rows = csv.DictReader(io.StringIO(path.read_text()))
         return [{"id": r["Image ID"], "class": r["Image class"],
                  "specimen": r.get("Specimen ID") or None} for r in rows]
+
+    def classes(self) -> ClassList:
+        """The class list of this folder's labels, as its manifest records it; I3A's (the
+        paper's six) for a folder without one or built before class lists were recorded."""
+        try:
+            manifest = json.loads(self.manifest.read_text())
+        except (OSError, ValueError):
+            return I3A
+        return ClassList.from_manifest(manifest.get("classes"))
 
     def require_file(self, path: Path) -> Path:
         if not path.is_file():
@@ -81,11 +92,12 @@ def split_csv_name(split: str) -> str:
     return f"{split}.csv"
 
 
-def write_split_csvs(splits: dict[str, list], folder: Path) -> None:
-    """{split}.csv in `folder` (the staged splits/): one row per cell record."""
+def write_split_csvs(splits: dict[str, list], folder: Path, classes: ClassList = I3A) -> None:
+    """{split}.csv in `folder` (the staged splits/): one row per cell record, its class by
+    name in `classes`."""
     for name, recs in splits.items():
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(["Image ID", "Image class", "Specimen ID"])
-        writer.writerows([r.id, paper.CLASSES[r.label], r.specimen or ""] for r in recs)
+        writer.writerows([r.id, classes.names[r.label], r.specimen or ""] for r in recs)
         atomic.write_text(Path(folder) / split_csv_name(name), buf.getvalue())

@@ -8,8 +8,10 @@ Two layouts are accepted (docs/data.md):
   (`training/Homogeneous/123.png`), or flat folders of images labelled by a `gt_training.csv`
   at the top (ASSUMPTIONS.md D5).
 
-Every problem found is an `I3AError` naming the file and, for CSV problems, the line number.
-With `skip_bad=True` the offending items are left out and listed instead.
+Every problem found is a `DataError` (`I3AError`) naming the file and, for CSV problems, the
+line number. With `skip_bad=True` the offending items are left out and listed instead. The
+readers of the other layouts (dri_hep2.data.formats) share these rules, the cell record and
+`finish`.
 """
 from __future__ import annotations
 
@@ -21,22 +23,19 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import paper
+from .. import classes as class_lists
+from ..classes import ClassList
 from ..errors import UserError
 from . import cells
 
 CSV_NAME = "gt_training.csv"
 SPLIT_FOLDERS = {"training": "train", "validation": "val", "test": "test"}
 _IMAGE_RE = re.compile(r"^(\d+)\.png$", re.IGNORECASE)
-_LABELS = {name.lower(): i for i, name in enumerate(paper.CLASSES)}
-# Spellings of the classes other copies of I3A use (full names of the abbreviations).
-_LABELS.update({"nuclear membrane": paper.CLASSES.index("NuMem"),
-                "nuclearmembrane": paper.CLASSES.index("NuMem"),
-                "numem": paper.CLASSES.index("NuMem")})
 
 
-class I3AError(UserError):
-    """Bad input: `file` (and `line` of a CSV) say where, `reason` what."""
+class DataError(UserError):
+    """Bad input: `file` (and `line` of a CSV) say where, `reason` what. Every reader
+    (dri_hep2.data.formats) raises it."""
 
     def __init__(self, reason: str, file: str | Path, line: int | None = None):
         self.reason, self.file, self.line = reason, Path(file), line
@@ -48,22 +47,37 @@ class I3AError(UserError):
         return type(self), (self.reason, self.file, self.line)
 
 
+I3AError = DataError      # the name the I3A reader and its callers have always used
+
+
 @dataclass(frozen=True)
 class CellRecord:
     id: str                       # zero-padded to 5 digits, as I3A names its files
-    label: int                    # index into paper.CLASSES
+    label: int                    # index into the set's class list (I3A: paper.CLASSES)
     image: Path
     mask: Path | None = None
     specimen: str | None = None
     intensity: str | None = None  # "positive" / "intermediate" where the CSV says
     split: str | None = None      # train / val / test, given by the pre-split layout only
+    # (x, y, width, height) of the cell inside `image` when the image holds many cells (I3A
+    # Task 2's specimen images, cut along their mask); None: the whole image is the cell.
+    box: tuple[int, int, int, int] | None = None
 
 
 @dataclass
 class I3ASet:
-    layout: str                                   # "contest" or "presplit"
+    """What a reader found: the records, their class list, and what it left out."""
+    layout: str                                   # "contest" or "presplit" (I3A), ...
     records: list[CellRecord]
-    skipped: list[I3AError] = field(default_factory=list)
+    skipped: list[DataError] = field(default_factory=list)
+    classes: ClassList = class_lists.I3A
+    format: str = "i3a"                           # dri_hep2.data.formats.FORMATS key
+    # Files besides the cell images that decide the outputs (label CSV, Task 2 masks): hashed
+    # into the build hash with the images.
+    meta_files: list[Path] = field(default_factory=list)
+
+
+CellSet = I3ASet          # the name for sets read by any reader
 
 
 def normalise_id(raw: str) -> str:
@@ -75,12 +89,9 @@ def normalise_id(raw: str) -> str:
 
 
 def parse_label(raw: str) -> int:
-    """Class name -> label, case-insensitively; ValueError for anything else."""
-    key = raw.strip().lower()
-    if key not in _LABELS:
-        raise ValueError(f"unknown class label {raw.strip()!r} (expected one of "
-                         f"{', '.join(paper.CLASSES)})")
-    return _LABELS[key]
+    """I3A class name -> label, ignoring case, spaces and hyphens (`NuMem` or `Nuclear
+    membrane`); ValueError for anything else."""
+    return class_lists.I3A.label(raw)
 
 
 def read_i3a(root: str | Path, *, skip_bad: bool = False) -> I3ASet:
@@ -88,24 +99,53 @@ def read_i3a(root: str | Path, *, skip_bad: bool = False) -> I3ASet:
     root = Path(root)
     if not root.is_dir():
         raise I3AError("not a folder", root)
-    if any((root / name).is_dir() for name in SPLIT_FOLDERS):
+    if is_presplit(root):
         return _read_presplit(root, skip_bad)
     return _read_contest(root, skip_bad)
 
 
+def is_presplit(root: Path) -> bool:
+    return any((root / name).is_dir() for name in SPLIT_FOLDERS)
+
+
 def load_images(records: list[CellRecord]) -> tuple[list[np.ndarray | None], list[I3AError]]:
-    """Decode each record's PNG as 8-bit grey; None and an error for unreadable ones.
+    """Decode each record's image as 8-bit grey (cut to its `box` where it has one); None and
+    an error for unreadable ones.
 
     Kept apart from `read_i3a` so that the build can run it on all cores; it is still done
     before anything is written.
     """
     images, errors = [], []
+    # The cells of one specimen image come in a row (records sort by ID, and a Task 2 cell's
+    # ID starts with its image's): decode each such image once.
+    last: tuple[Path | None, np.ndarray | None] = (None, None)
     for rec in records:
-        img = decode_png(rec.image)
+        if rec.box is None:
+            img = decode_png(rec.image)
+            reason = "unreadable or truncated PNG" if rec.image.suffix.lower() == ".png" \
+                else "unreadable or truncated image"
+        else:
+            if last[0] != rec.image:
+                last = (rec.image, decode_png(rec.image))
+            img, reason = _cut(last[1], rec.box), "unreadable or truncated image"
+            if last[1] is not None and img is None:
+                reason = (f"image is {last[1].shape[1]}x{last[1].shape[0]}, smaller than its "
+                          f"mask (cell {rec.id} at {rec.box})")
         if img is None:
-            errors.append(I3AError("unreadable or truncated PNG", rec.image))
+            errors.append(I3AError(reason, rec.image))
         images.append(img)
     return images, errors
+
+
+def _cut(image: np.ndarray | None, box: tuple[int, int, int, int]) -> np.ndarray | None:
+    """The box (x, y, w, h) of an image, copied (the image is dropped after its cells); None
+    when the box does not fit inside the image."""
+    if image is None:
+        return None
+    x, y, w, h = box
+    if x + w > image.shape[1] or y + h > image.shape[0]:
+        return None
+    return image[y:y + h, x:x + w].copy()
 
 
 def decode_png(path: Path) -> np.ndarray | None:
@@ -118,7 +158,8 @@ def _read_contest(root: Path, skip_bad: bool) -> I3ASet:
     csv_path = root / CSV_NAME
     if not csv_path.is_file():
         raise I3AError(f"no {CSV_NAME} here and no training/validation/test folders: "
-                       "not an I3A folder", root)
+                       "not an I3A folder (nor an ICPR 2012, I3A Task 2 or folder-per-class "
+                       "layout; docs/data.md lists what each needs)", root)
     rows = _read_csv(csv_path)
     bad: list[I3AError] = []
     records: dict[str, CellRecord] = {}
@@ -149,7 +190,7 @@ def _read_contest(root: Path, skip_bad: bool) -> I3ASet:
               if (m := _IMAGE_RE.match(p.name))}
     for cell_id in sorted(listed - in_csv):
         bad.append(I3AError(f"image has no row in {CSV_NAME}", _find_image(root, cell_id)))
-    return _finish(root, "contest", list(records.values()), bad, skip_bad)
+    return finish(root, "contest", list(records.values()), bad, skip_bad, [csv_path])
 
 
 def _find_image(folder: Path, cell_id: str) -> Path | None:
@@ -229,7 +270,8 @@ def _read_presplit(root: Path, skip_bad: bool) -> I3ASet:
                                           mask if mask.is_file() else None,
                                           extra.get("specimen") or None,
                                           extra.get("intensity") or None, split)
-    return _finish(root, "presplit", list(records.values()), bad, skip_bad)
+    csv_files = [root / CSV_NAME] if (root / CSV_NAME).is_file() else []
+    return finish(root, "presplit", list(records.values()), bad, skip_bad, csv_files)
 
 
 def _presplit_images(folder: Path):
@@ -243,8 +285,10 @@ def _presplit_images(folder: Path):
             yield entry, None
 
 
-def _finish(root: Path, layout: str, records: list[CellRecord], bad: list[I3AError],
-            skip_bad: bool) -> I3ASet:
+def finish(root: Path, layout: str, records: list[CellRecord], bad: list[I3AError],
+            skip_bad: bool, meta_files: list[Path] = (), classes: ClassList = class_lists.I3A,
+            format: str = "i3a") -> I3ASet:
+    """The set, or the first problem (with a count of the others) unless `skip_bad`."""
     if bad and not skip_bad:
         more = f" (and {len(bad) - 1} more problem(s); --skip-bad leaves them out)" \
             if len(bad) > 1 else " (--skip-bad leaves such items out)"
@@ -252,4 +296,4 @@ def _finish(root: Path, layout: str, records: list[CellRecord], bad: list[I3AErr
     if not records:
         raise I3AError("no usable cell images found", root)
     records.sort(key=lambda r: r.id)
-    return I3ASet(layout, records, bad)
+    return I3ASet(layout, records, bad, classes, format, list(meta_files))

@@ -69,8 +69,10 @@ def make_replica(out: str | Path, *, scale: float = 1.0, seed: int = ledger.RAND
     return out
 
 
-def draw_cell(label: int, spec: dict, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """One cell image (uint8) and its nucleus mask (0/255) of class `label`."""
+def draw_cell(label: int, spec: dict, rng: np.random.Generator,
+              patterns=None) -> tuple[np.ndarray, np.ndarray]:
+    """One cell image (uint8) and its nucleus mask (0/255) of class `label`: drawn by
+    `patterns[label]` (default I3A's six generators; dri_hep2.data.replicas adds others)."""
     h = int(np.clip(rng.normal(70, 11), *SIDE_RANGE))
     w = int(np.clip(h + rng.integers(-6, 7), *SIDE_RANGE))
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -82,7 +84,7 @@ def draw_cell(label: int, spec: dict, rng: np.random.Generator) -> tuple[np.ndar
     v = (-(xx - cx) * np.sin(t) + (yy - cy) * np.cos(t)) / b
     r = np.sqrt(u * u + v * v)
     inside = np.clip((1.0 - r) * 8.0, 0.0, 1.0)       # soft nucleus edge, ~1/8 radius wide
-    img = _PATTERNS[label](rng, spec, r, u, v, a, inside) * inside
+    img = (patterns or _PATTERNS)[label](rng, spec, r, u, v, a, inside) * inside
     img = cv2.GaussianBlur(img, (0, 0), spec["blur"])
     img = img / max(float(img.max()), 1e-6)
     img = img * spec["peak"] * rng.uniform(0.85, 1.1) + spec["background"]
@@ -154,25 +156,32 @@ assert len(_PATTERNS) == paper.NUM_CLASSES
 
 
 # --- plan, workers, montage ---------------------------------------------------------------------
-def _plan(counts: tuple[int, ...], seed: int) -> list[tuple[str, int, dict]]:
+def _plan(counts: tuple[int, ...], seed: int,
+          specimens_per_class: int = SPECIMENS_PER_CLASS) -> list[tuple[str, int, dict]]:
     """(id, label, specimen) per cell: class blocks of IDs, specimens in runs of IDs."""
     rng = np.random.default_rng([seed, 0])
     plan, next_id, spec_id = [], 1, 1
     for label, n in enumerate(counts):
-        for block in np.array_split(np.arange(n), min(SPECIMENS_PER_CLASS, n)):
-            positive = rng.random() < 0.5
-            spec = {"id": str(spec_id), "intensity": "positive" if positive else "intermediate",
-                    "peak": float(rng.normal(120, 20) if positive else rng.normal(55, 6)),
-                    "background": float(rng.uniform(2, 8)),
-                    "noise": float(rng.uniform(1.0, 2.5)),
-                    "blur": float(rng.uniform(0.5, 1.1)),
-                    "grain": float(rng.uniform(0.85, 1.2)),
-                    "texture": float(rng.uniform(0.7, 1.2))}
+        for block in np.array_split(np.arange(n), min(specimens_per_class, n)):
+            spec = new_specimen(rng, spec_id)
             for _ in block:
                 plan.append((f"{next_id:05d}", label, spec))
                 next_id += 1
             spec_id += 1
     return plan
+
+
+def new_specimen(rng: np.random.Generator, spec_id: int) -> dict:
+    """What the cells of one specimen share: intensity class, brightness, background, noise,
+    blur, pattern grain and texture (D8)."""
+    positive = rng.random() < 0.5
+    return {"id": str(spec_id), "intensity": "positive" if positive else "intermediate",
+            "peak": float(rng.normal(120, 20) if positive else rng.normal(55, 6)),
+            "background": float(rng.uniform(2, 8)),
+            "noise": float(rng.uniform(1.0, 2.5)),
+            "blur": float(rng.uniform(0.5, 1.1)),
+            "grain": float(rng.uniform(0.85, 1.2)),
+            "texture": float(rng.uniform(0.7, 1.2))}
 
 
 def _write_chunk(job) -> int:

@@ -153,10 +153,10 @@ def max_pool(ns, name: str, bottom):
     return ns[name]
 
 
-def aux_head(ns, index: int, bottom):
+def aux_head(ns, index: int, bottom, num_classes: int = paper.NUM_CLASSES):
     """Auxiliary classifier FC<index> in GoogLeNet's form (section 2.1, ASSUMPTIONS.md N5):
     average pool 5, stride 3 -> pre-activated 1x1 conv -> PReLU -> FC<index>-0 -> PReLU ->
-    dropout 0.7 -> FC<index> (6 scores, `loss<index>/classifier`)."""
+    dropout 0.7 -> FC<index> (one score per class, `loss<index>/classifier`)."""
     p = f"loss{index}"
     ns[f"{p}/ave_pool"] = L.Pooling(bottom, pool=P.Pooling.AVE,
                                     kernel_size=ledger.AUX_POOL_KERNEL,
@@ -166,16 +166,17 @@ def aux_head(ns, index: int, bottom):
     h = fc(ns, f"{p}/fc", c, ledger.AUX_FC)
     h = prelu(ns, f"{p}/prelu_fc", h)
     ns[f"{p}/drop_fc"] = L.Dropout(h, dropout_ratio=paper.AUX_DROPOUT, in_place=True)
-    return fc(ns, f"{p}/classifier", ns[f"{p}/drop_fc"], paper.NUM_CLASSES)
+    return fc(ns, f"{p}/classifier", ns[f"{p}/drop_fc"], num_classes)
 
 
-def main_head(ns, bottom, dropout: float = ledger.MAIN_DROPOUT):
+def main_head(ns, bottom, dropout: float = ledger.MAIN_DROPOUT,
+              num_classes: int = paper.NUM_CLASSES):
     """Primary classifier FC3: the last block's output pre-activated (as in pre-activation
-    ResNets), global average pool, dropout (ledger N6; none at 0), 6 scores."""
+    ResNets), global average pool, dropout (ledger N6; none at 0), one score per class."""
     x = bn_prelu(ns, "loss3/input", bottom)
     ns["loss3/ave_pool"] = L.Pooling(x, pool=P.Pooling.AVE, global_pooling=True)
     x = ns["loss3/ave_pool"]
     if dropout:
         ns["loss3/drop"] = L.Dropout(x, dropout_ratio=dropout, in_place=True)
         x = ns["loss3/drop"]
-    return fc(ns, "loss3/classifier", x, paper.NUM_CLASSES)
+    return fc(ns, "loss3/classifier", x, num_classes)

@@ -72,8 +72,9 @@ def aux_blocks(variant: str, options: NetOptions = NetOptions()) -> tuple[str, s
     return options.aux_after
 
 
-def _body(ns, variant: str, data, options: NetOptions):
-    """Stem, blocks and the three heads; returns the classifier Tops of FC1, FC2, FC3."""
+def _body(ns, variant: str, data, options: NetOptions, num_classes: int):
+    """Stem, blocks and the three heads, each with `num_classes` scores; returns the
+    classifier Tops of FC1, FC2, FC3."""
     table = widths(options.dri_2_3_1x1)
     heads = aux_blocks(variant, options)
     x = blocks.conv(ns, "conv1/7x7_s2", data, ledger.STEM_CONV1, 7, stride=2)
@@ -91,8 +92,8 @@ def _body(ns, variant: str, data, options: NetOptions):
             else:
                 x = blocks.dri_block(ns, name, x, table[column], options.shortcut)
             if column in heads:
-                classifiers.append(blocks.aux_head(ns, len(classifiers) + 1, x))
-    classifiers.append(blocks.main_head(ns, x, options.main_dropout))
+                classifiers.append(blocks.aux_head(ns, len(classifiers) + 1, x, num_classes))
+    classifiers.append(blocks.main_head(ns, x, options.main_dropout, num_classes))
     return classifiers
 
 
@@ -132,21 +133,23 @@ def _data_layer(source: str, mean_file: str, batch_size: int, phase: int):
 
 def train_val(variant: str, data_dir: str | Path = "data", batch_size: int = paper.BATCH_SIZE,
               test_batch_size: int = ledger.TEST_BATCH_SIZE,
-              bn_moving_average: float | None = None, **knobs):
+              bn_moving_average: float | None = None,
+              num_classes: int = paper.NUM_CLASSES, **knobs):
     """The training / validation net: LMDB Data layers of the data folder's train and val
     splits with the training mean subtracted and ledger.INPUT_SCALE applied (N9), the three
     weighted losses, and in TEST the top-1 accuracy of each branch and of the fused prediction.
 
     `bn_moving_average` sets every BatchNorm's moving_average_fraction (Caffe's default 0.999
-    when None); a short schedule needs a short window (ASSUMPTIONS.md T7). `knobs`: the
-    fields of NetOptions."""
+    when None); a short schedule needs a short window (ASSUMPTIONS.md T7). `num_classes`:
+    the classifier width, the data folder's class list (the paper's six by default). `knobs`:
+    the fields of NetOptions."""
     options = NetOptions(**knobs)
     data = DataFolder(data_dir)
     mean_file = str(data.mean)
     ns = caffe.NetSpec()
     ns.data, ns.label = _data_layer(str(data.lmdb("train")), mean_file, batch_size,
                                     caffe.TRAIN)
-    classifiers = _body(ns, variant, ns.data, options)
+    classifiers = _body(ns, variant, ns.data, options, num_classes)
     _losses(ns, classifiers, ns.label)
     test = dict(include=dict(phase=caffe.TEST))
     for index, cls in enumerate(classifiers, start=1):
@@ -166,23 +169,25 @@ def train_val(variant: str, data_dir: str | Path = "data", batch_size: int = pap
     return _finish(net, variant, options)
 
 
-def deploy(variant: str, **knobs):
+def deploy(variant: str, num_classes: int = paper.NUM_CLASSES, **knobs):
     """The inference net: Input `data` 1x1x76x76 (mean-subtracted and scaled by the caller as
-    the Data layer does, N9), softmax per branch `loss<k>/prob` and their sum `prob`."""
+    the Data layer does, N9), softmax per branch `loss<k>/prob` and their sum `prob`, each
+    with `num_classes` outputs."""
     ns = caffe.NetSpec()
     ns.data = L.Input(shape=dict(dim=[1, ledger.INPUT_CHANNELS, paper.INPUT_SIZE,
                                       paper.INPUT_SIZE]))
-    _probabilities(ns, _body(ns, variant, ns.data, NetOptions(**knobs)))
+    _probabilities(ns, _body(ns, variant, ns.data, NetOptions(**knobs), num_classes))
     return _finish(ns.to_proto(), variant, NetOptions(**knobs))
 
 
-def benchmark(variant: str, batch_size: int = paper.BATCH_SIZE, **knobs):
+def benchmark(variant: str, batch_size: int = paper.BATCH_SIZE,
+              num_classes: int = paper.NUM_CLASSES, **knobs):
     """The training net with Input layers in place of the LMDBs, for `caffe time` (which
     builds the TRAIN phase): same layers and losses as train_val, no data to read."""
     ns = caffe.NetSpec()
     ns.data, ns.label = L.Input(shape=[dict(dim=[batch_size, ledger.INPUT_CHANNELS,
                                                  paper.INPUT_SIZE, paper.INPUT_SIZE]),
                                        dict(dim=[batch_size])], ntop=2)
-    _losses(ns, _body(ns, variant, ns.data, NetOptions(**knobs)), ns.label)
+    _losses(ns, _body(ns, variant, ns.data, NetOptions(**knobs), num_classes), ns.label)
     return _finish(ns.to_proto(), variant, NetOptions(**knobs))
 
