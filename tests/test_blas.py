@@ -123,3 +123,15 @@ def test_verdict_is_cached_per_cpu_and_library(library, tmp_path, monkeypatch):
 def test_the_users_own_coretype_wins(library, monkeypatch):
     monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
     assert blas.blas_env(library) == {}
+
+
+def test_engine_env_adds_the_kernel_and_passive_openmp_but_keeps_the_users(library, tmp_path,
+                                                                           monkeypatch):
+    from dri_hep2 import engine
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
+    wanted = engine.caffe_env_vars({})
+    assert wanted["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert {k: v for k, v in wanted.items() if k != "OMP_WAIT_POLICY"} == blas.blas_env(library)
+    assert "OMP_WAIT_POLICY" not in engine.caffe_env_vars({"OMP_WAIT_POLICY": "ACTIVE"})
+    assert "OMP_WAIT_POLICY" not in engine.caffe_env_vars({"GOMP_SPINCOUNT": "0"})
