@@ -8,11 +8,13 @@ plus environment variables. The default configurations use the builds given:
   stock, Prescott        stock build, OPENBLAS_CORETYPE=Prescott (the issue's fallback, forced)
   stock, own kernel      stock build, OpenBLAS's own choice on this machine
   stock, chosen kernel   stock build, dri_hep2.blas.blas_env() (only if it differs)
-  openmp                 build "openmp" (patch 10), chosen kernel
+  openmp                 build "openmp" (patch 10), with dri_hep2.engine's environment
+                         (chosen kernel, OMP_WAIT_POLICY=PASSIVE) as the toolkit runs it
   openmp, 1 thread       the same with OMP_NUM_THREADS=1: patch 10's restructured loops alone
-  batched                build "batched" (patch 11), chosen kernel
+  batched                build "batched" (patch 11)
   both                   build "both" (patches 10 + 11)
   both, CAFFE_CONV_BATCH=0 / both, OMP_NUM_THREADS=1: the runtime switches of that build
+  both, libgomp spins    OMP_WAIT_POLICY unset: libgomp's default waiting
 
 Every configuration runs `caffe time` of DRI's TRAIN net (Input layers, batch 24 by default)
 `--repeats` times, round-robin (so that a busier minute of a shared machine hits all of them
@@ -34,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dri_hep2 import blas, paper  # noqa: E402
+from dri_hep2 import blas, engine, paper  # noqa: E402
 from dri_hep2.net import bench, build, describe, profile  # noqa: E402
 
 
@@ -42,8 +44,10 @@ def loadavg() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0])
 
 
-def default_configs(builds: dict[str, Path], chosen: dict[str, str]) -> list[tuple[str, str, dict]]:
-    own: dict[str, str] = {}
+def default_configs(builds: dict[str, Path], chosen: dict[str, str],
+                    run_env: dict[str, str]) -> list[tuple[str, str, dict]]:
+    """`chosen`: the BLAS variables; `run_env`: everything dri_hep2.engine sets."""
+    own: dict[str, str | None] = {"OPENBLAS_CORETYPE": None}
     configs = []
     if "stock" in builds:
         configs.append(("stock, Prescott", "stock", {"OPENBLAS_CORETYPE": "Prescott"}))
@@ -51,14 +55,16 @@ def default_configs(builds: dict[str, Path], chosen: dict[str, str]) -> list[tup
         if chosen:
             configs.append(("stock, chosen kernel", "stock", chosen))
     if "openmp" in builds:
-        configs.append(("openmp", "openmp", chosen))
-        configs.append(("openmp, 1 thread", "openmp", {**chosen, "OMP_NUM_THREADS": "1"}))
+        configs.append(("openmp", "openmp", run_env))
+        configs.append(("openmp, 1 thread", "openmp", {**run_env, "OMP_NUM_THREADS": "1"}))
     if "batched" in builds:
-        configs.append(("batched", "batched", chosen))
+        configs.append(("batched", "batched", run_env))
     if "both" in builds:
-        configs.append(("both", "both", chosen))
-        configs.append(("both, CAFFE_CONV_BATCH=0", "both", {**chosen, "CAFFE_CONV_BATCH": "0"}))
-        configs.append(("both, OMP_NUM_THREADS=1", "both", {**chosen, "OMP_NUM_THREADS": "1"}))
+        configs.append(("both", "both", run_env))
+        configs.append(("both, CAFFE_CONV_BATCH=0", "both", {**run_env, "CAFFE_CONV_BATCH": "0"}))
+        configs.append(("both, OMP_NUM_THREADS=1", "both", {**run_env, "OMP_NUM_THREADS": "1"}))
+        configs.append(("both, libgomp spins", "both", {**run_env, "OMP_WAIT_POLICY": None,
+                                                        "GOMP_SPINCOUNT": None}))
     return configs
 
 
@@ -95,8 +101,9 @@ def main(argv=None) -> int:
     if not builds:
         ap.error("give at least one --caffe NAME=PREFIX")
     chosen = blas.blas_env()
+    run_env = engine.caffe_env_vars()
     configs = ([parse_config(c) for c in args.config] if args.config
-               else default_configs(builds, chosen))
+               else default_configs(builds, chosen, run_env))
     for _, b, _ in configs:
         if b not in builds:
             ap.error(f"configuration needs build '{b}': give --caffe {b}=PREFIX")
@@ -111,8 +118,9 @@ def main(argv=None) -> int:
     # SGEMM: numpy's and Caffe's under every kernel setting the configurations use.
     sgemm_envs = {}
     for _, b, env in configs:
-        key = env.get("OPENBLAS_CORETYPE", "own")
-        sgemm_envs.setdefault(key, (b, {k: v for k, v in env.items() if k == "OPENBLAS_CORETYPE"}))
+        key = env.get("OPENBLAS_CORETYPE") or "own"
+        sgemm_envs.setdefault(key, (b, {"OPENBLAS_CORETYPE": env["OPENBLAS_CORETYPE"]}
+                                    if env.get("OPENBLAS_CORETYPE") else {}))
     sgemm = {"numpy": 0.0}
     runs: dict[str, list[dict]] = {name: [] for name, _, _ in configs}
     for r in range(args.repeats):
@@ -143,7 +151,8 @@ def main(argv=None) -> int:
         p = best["profile"]
         best_profiles[name] = p
         rate = gflop / (p.total_ms / 1000)
-        env_text = " ".join(f"{k}={v}" for k, v in env.items()) or "-"
+        env_text = " ".join(f"{k}={v}" if v is not None else f"-{k}"
+                            for k, v in env.items()) or "-"
         print(f"| {name} | {b} | {env_text} | {p.total_ms:,.0f} | {rate:.1f} | "
               f"{rate / best_sgemm:.2f} | {best['load']:.2f} | {p.forward_ms:,.0f} | "
               f"{p.backward_ms:,.0f} |")

@@ -105,13 +105,19 @@ def parse(text: str, net_param=None) -> Profile:
 
 
 def caffe_time(caffe_bin: Path, net_param, iterations: int = 3,
-               env: dict[str, str] | None = None, timeout: float | None = None) -> Profile:
+               env: dict[str, str | None] | None = None,
+               timeout: float | None = None) -> Profile:
     """`caffe time` of `net_param` (a NetParameter with Input layers) with the binary
-    `caffe_bin` and `env` added to (and overriding) this process's environment."""
+    `caffe_bin` and `env` added to (and overriding) this process's environment; a value
+    None removes the variable."""
     with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as f:
         f.write(text_format.MessageToString(net_param))
     full = dict(os.environ, GLOG_minloglevel="0", GLOG_logtostderr="1")
-    full.update(env or {})
+    for key, value in (env or {}).items():
+        if value is None:
+            full.pop(key, None)
+        else:
+            full[key] = value
     try:
         out = subprocess.run([str(caffe_bin), "time", "-model", f.name,
                               "-iterations", str(iterations)],
