@@ -1,0 +1,137 @@
+"""The OpenBLAS kernel check (issue 14, part 1), through the OpenBLAS that libcaffe loads.
+
+Every probe runs real SGEMMs of that library in a subprocess and compares them with numpy
+float64; the end-to-end tests start the real `caffe` binary and read the kernel OpenBLAS
+announces (OPENBLAS_VERBOSE=2 prints "Core: <name>" when the library loads).
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+
+import pytest
+
+from dri_hep2 import blas, caffe_env
+
+AVX512 = {"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"}
+
+
+@pytest.fixture(scope="module")
+def library():
+    lib = blas.caffe_library()
+    if lib is None:
+        pytest.skip("no libcaffe: run 'make setup'")
+    path = blas.openblas_of(lib)
+    if path is None:
+        pytest.skip(f"{lib} does not load libopenblas (another BLAS): no kernel to choose")
+    return path
+
+
+@pytest.fixture(scope="module")
+def flags():
+    return blas.cpu_info()[1]
+
+
+def caffe_core(env: dict[str, str]) -> str:
+    """The kernel OpenBLAS announces inside the `caffe` binary run with `env`."""
+    full = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+    full.update(env, OPENBLAS_VERBOSE="2")
+    out = subprocess.run([str(caffe_env.caffe_binary()), "--version"], capture_output=True,
+                         text=True, env=full)
+    m = re.search(r"Core: (\w+)", out.stdout + out.stderr)
+    assert m, f"OpenBLAS printed no core: {out.stdout + out.stderr}"
+    return m.group(1)
+
+
+def test_kernels_follow_the_cpu_flags():
+    assert blas.best_kernel(AVX512 | {"avx512_bf16", "avx2", "fma", "avx"}) == "Cooperlake"
+    assert blas.best_kernel(AVX512 | {"avx2", "fma", "avx"}) == "SkylakeX"
+    assert blas.best_kernel({"avx2", "fma", "avx"}) == "Haswell"
+    assert blas.best_kernel({"avx2", "avx"}) == "Sandybridge"      # no FMA: no Haswell kernel
+    assert blas.best_kernel({"sse2", "sse3"}) is None
+    # The issue's case: Prescott on an AVX-512 CPU wants every better class, best first.
+    assert blas.candidates_for(AVX512 | {"avx2", "fma", "avx"}, "Prescott") == \
+        ["SkylakeX", "Haswell", "Sandybridge"]
+    assert blas.candidates_for(AVX512 | {"avx2", "fma", "avx"}, "SkylakeX") == []
+    assert blas.candidates_for(AVX512 | {"avx2", "fma", "avx"}, "Haswell") == ["SkylakeX"]
+
+
+def test_own_kernel_matches_numpy_float64(library):
+    p = blas.probe(library, None, repeats=1)
+    assert p.failure is None, p.failure
+    assert 0 <= p.error_ratio <= 1.0
+    assert p.core in blas.KERNEL_CLASS
+
+
+def test_best_kernel_for_this_cpu_is_verified(library, flags):
+    best = blas.best_kernel(flags)
+    if best is None:
+        pytest.skip("this CPU has no AVX: OpenBLAS has no better kernel to offer")
+    p = blas.probe(library, best, repeats=1)
+    assert p.ok, p.failure
+    assert p.core == best and p.error_ratio <= 1.0
+
+
+def test_unknown_kernel_name_is_rejected(library):
+    p = blas.probe(library, "NoSuchCore", repeats=1)
+    assert not p.ok
+    assert "not taken" in p.failure
+
+
+def test_a_fallback_to_prescott_is_fixed(library, flags):
+    """Decide as on the issue's Xeon, where OpenBLAS picked Prescott by itself: the choice must
+    be the best class this CPU has, verified and faster, and `caffe` must run it."""
+    best = blas.best_kernel(flags)
+    if best is None:
+        pytest.skip("this CPU has no AVX: nothing better than Prescott")
+    prescott = blas.probe(library, "Prescott", repeats=2)
+    assert prescott.ok, prescott.failure
+    prescott.requested = None           # as if OpenBLAS had chosen it on its own
+    v = blas.decide(library, detected=prescott)
+    assert v.chosen is not None, v.reason
+    assert blas.kernel_class(v.chosen) == blas.kernel_class(best)
+    chosen = next(p for p in v.candidates if p.requested == v.chosen)
+    assert chosen.gflops >= blas.MIN_SPEEDUP * prescott.gflops
+    assert caffe_core(v.env()) == v.chosen
+
+
+def test_caffe_runs_the_best_class_this_cpu_supports(library, flags, tmp_path, monkeypatch):
+    """What the toolkit sets for every Caffe (blas_env) puts Caffe on the best class."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
+    core = caffe_core(blas.blas_env(library))
+    assert blas.kernel_class(core) == blas.kernel_class(blas.best_kernel(flags))
+
+
+def test_verdict_is_cached_per_cpu_and_library(library, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    first = blas.verdict(library)
+    assert not first.from_cache
+    files = list((tmp_path / "dri-hep2" / "blas").glob("*.json"))
+    assert len(files) == 1
+    stamp = files[0].stat().st_mtime_ns
+    second = blas.verdict(library)
+    assert second.from_cache and second.chosen == first.chosen
+    assert second.detected.core == first.detected.core
+    assert files[0].stat().st_mtime_ns == stamp
+    # Another CPU (other flags) is another key: the verdict is not reused there.
+    model, cpu_flags = blas.cpu_info()
+    assert blas.cache_key(library, model, cpu_flags - {"avx2"}) != files[0].stem
+
+
+def test_the_users_own_coretype_wins(library, monkeypatch):
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    assert blas.blas_env(library) == {}
+
+
+def test_engine_env_adds_the_kernel_and_passive_openmp_but_keeps_the_users(library, tmp_path,
+                                                                           monkeypatch):
+    from dri_hep2 import engine
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
+    wanted = engine.caffe_env_vars({})
+    assert wanted["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert {k: v for k, v in wanted.items() if k != "OMP_WAIT_POLICY"} == blas.blas_env(library)
+    assert "OMP_WAIT_POLICY" not in engine.caffe_env_vars({"OMP_WAIT_POLICY": "ACTIVE"})
+    assert "OMP_WAIT_POLICY" not in engine.caffe_env_vars({"GOMP_SPINCOUNT": "0"})
