@@ -118,7 +118,7 @@ bench-data: setup  ## time our build against rotated PNGs + convert_imageset on 
 # --- nets --------------------------------------------------------------------------------------
 # prototxt/, solver/ and results/nets/*.png are generated and committed; docs/nets.md.
 BENCH_ARGS ?=
-.PHONY: nets describe bench-nets
+.PHONY: nets describe bench-nets bench-engine
 
 nets: setup  ## regenerate prototxt/, solver/ (all four variants) and results/nets/*.png
 	$(PY) tools/make_nets.py
@@ -126,8 +126,13 @@ nets: setup  ## regenerate prototxt/, solver/ (all four variants) and results/ne
 describe: setup  ## Table 1, blob shapes, parameters and FLOPs re-derived from NET's net in Caffe
 	$(PY) tools/describe_net.py --net $(NET)
 
-bench-nets: setup  ## caffe time of each variant (batch 24) beside the machine's sgemm GFLOP/s
+bench-nets: setup  ## caffe time of each variant (batch 24) beside the machine's best sgemm; DRI per layer type and stage
 	$(PY) tools/bench_nets.py $(BENCH_ARGS)
+
+bench-engine: setup  ## the engine patches measured in one run: stock Caffe (CAFFE_STOCK=1 build) against ours
+	@stock=$$(mktemp) && trap 'rm -f '$$stock EXIT && \
+	  CAFFE_STOCK=1 CAFFE_LINK=0 CAFFE_PREFIX_FILE=$$stock PYTHON=$(abspath $(PY)) tools/build_caffe.sh >&2 && \
+	  $(PY) tools/bench_engine.py --caffe stock=$$(cat $$stock) --caffe both=$$(readlink -f $(CAFFE_HOME)) $(BENCH_ARGS)
 
 # --- train, eval, report -----------------------------------------------------------------------
 # Runs go in RUN_DIR (default results/$(NET)); docs/training.md.

@@ -31,7 +31,16 @@ def caffe_binary() -> Path:
         path = REPO_ROOT / path
     if not os.access(path, os.X_OK):
         raise CaffeNotFound(f"no caffe binary at {path}: run 'make setup' (or set CAFFE=)")
+    _engine_environment()
     return path
+
+
+def _engine_environment() -> None:
+    """The BLAS kernel and OpenMP settings every Caffe of the toolkit runs with (dri_hep2.engine,
+    ledger B11): put into os.environ before a `caffe` subprocess inherits it or pycaffe loads
+    OpenBLAS and libgomp, which read them once."""
+    from . import engine
+    engine.apply()
 
 
 def caffe_tool(name: str) -> Path:
@@ -57,6 +66,7 @@ def pycaffe(quiet: bool = True):
     import, when glog reads its flags from the environment. The variable is restored at once,
     so `caffe train` started later from this process still logs what the toolkit parses.
     """
+    _engine_environment()
     saved = os.environ.get("GLOG_minloglevel")
     if quiet and saved is None:
         os.environ["GLOG_minloglevel"] = "2"

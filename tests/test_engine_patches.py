@@ -45,7 +45,6 @@ build it is skipped, naming the missing marker symbol.
 """
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import subprocess
@@ -57,6 +56,7 @@ import pytest
 
 from dri_hep2 import caffe_env
 from dri_hep2.net import build
+from dri_hep2.net import proto as prototxt
 
 BATCH = 10
 REL_BOUND = 1e-5
@@ -157,7 +157,7 @@ def case(tmp_path_factory, caffe):
     """The net (prototxt), its weights (xavier/constant fillers, seeded) and one input."""
     root = tmp_path_factory.mktemp("engine")
     proto = root / "dri_train.prototxt"
-    proto.write_text(build.to_text(build.benchmark("dri", BATCH)))
+    proto.write_text(prototxt.to_text(build.benchmark("dri", BATCH)))
     caffe.set_random_seed(SEED)
     net = caffe.Net(str(proto), caffe.TRAIN)
     # Non-zero biases and PReLU slopes away from their fillers' constants, so that every
@@ -196,7 +196,7 @@ def conv_case(case, caffe):
         conv.name, conv.bottom[:], conv.top[:] = name, ["in_" + name], ["out_" + name]
         arrays["in_" + name] = rng.normal(0, 1, shape).astype(np.float32)
     conv_proto = root / "convs.prototxt"
-    conv_proto.write_text(build.to_text(net))
+    conv_proto.write_text(prototxt.to_text(net))
     conv_net = caffe.Net(str(conv_proto), caffe.TRAIN)
     for name, params in conv_net.params.items():
         params[1].data[...] = rng.normal(0, 0.1, params[1].data.shape)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 
@@ -89,10 +90,19 @@ def test_data_layer_reads_python_written_datums(caffe, tmp_path):
 
 
 def test_second_setup_rebuilds_nothing():
-    out = subprocess.run(["bash", str(REPO / "tools" / "build_caffe.sh")], capture_output=True,
-                         text=True, env={**os.environ, "PYTHON": sys.executable}, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert "already built" in out.stdout
+    # Its own process group: should the script start a build after all, the timeout kills
+    # the whole build (make, the compilers), not just bash, which would leave them running.
+    proc = subprocess.Popen(["bash", str(REPO / "tools" / "build_caffe.sh")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHON": sys.executable}, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail("build_caffe.sh did not answer 'already built' within 120 s: it rebuilt")
+    assert proc.returncode == 0, stderr
+    assert "already built" in stdout
 
 
 def test_doctor_reports_the_engine():

@@ -33,13 +33,10 @@ import datetime
 import json
 import os
 import platform
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from dri_hep2 import blas, engine, paper  # noqa: E402
-from dri_hep2.net import bench, build, describe, profile  # noqa: E402
+from dri_hep2 import blas, cli, engine, paper
+from dri_hep2.net import bench, build, describe, profile
 
 
 def loadavg() -> float:
@@ -87,7 +84,7 @@ def main(argv=None) -> int:
                     help="a Caffe build: stock, openmp, batched, both (or any name for --config)")
     ap.add_argument("--config", action="append", default=[], metavar="NAME:BUILD[:VAR=V,...]",
                     help="measure this instead of the default configurations (repeatable)")
-    ap.add_argument("--variant", default="dri", choices=build.VARIANTS)
+    ap.add_argument("--variant", default="dri", choices=paper.VARIANTS)
     ap.add_argument("--batch", type=int, default=paper.BATCH_SIZE)
     ap.add_argument("--iterations", type=int, default=3, help="per caffe time run (default 3)")
     ap.add_argument("--repeats", type=int, default=3, help="runs per configuration (default 3)")
@@ -189,4 +186,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.entry(main)

@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """Time training of each DRI variant with `caffe time` (TRAIN phase, batch 24 by default)
-and print ms per forward+backward, the achieved GFLOP/s, and their ratio to the sgemm
-GFLOP/s of Caffe's BLAS measured in the same run. `make bench-nets` runs it."""
+and print ms per forward+backward, the achieved GFLOP/s, and their ratio to the machine's
+best sgemm GFLOP/s measured in the same run (the better of Caffe's BLAS and numpy's); then
+where DRI's iteration goes, forward and backward, by layer type and by stage.
+`make bench-nets` runs it; tools/bench_engine.py compares Caffe builds (docs/engine.md)."""
 from __future__ import annotations
 
 import argparse
 import os
 
 from dri_hep2 import cli, paper
-from dri_hep2.net import bench
+from dri_hep2.net import bench, profile
 
 
 def main(argv=None) -> int:
@@ -25,10 +27,10 @@ def main(argv=None) -> int:
     cli.add_gpu(ap, help="time on this GPU (needs a CUDA build); the sgemm stays on CPU")
     args = ap.parse_args(argv)
     variants = args.variant or list(paper.VARIANTS)
-    sgemm = bench.sgemm_gflops()
-    print(f"sgemm {bench.SGEMM_SIZE}^3 through Caffe's BLAS (InnerProduct forward): "
-          f"{sgemm:.1f} GFLOP/s; OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}, "
-          f"{os.cpu_count()} CPUs", flush=True)
+    sgemm, caffe_rate, numpy_rate = bench.best_sgemm()
+    print(f"sgemm {bench.SGEMM_SIZE}^3: Caffe's BLAS (InnerProduct forward) {caffe_rate:.1f}, "
+          f"numpy's {numpy_rate:.1f} GFLOP/s (best {sgemm:.1f}); OPENBLAS_CORETYPE="
+          f"{os.environ.get('OPENBLAS_CORETYPE', 'unset')}, {os.cpu_count()} CPUs", flush=True)
     timings = []
     for variant in variants:
         runs = [bench.caffe_time(variant, args.batch, args.iterations, args.gpu)
@@ -36,6 +38,11 @@ def main(argv=None) -> int:
         timings.append(min(runs, key=lambda t: t.ms_per_iter))
         print(f"  {variant}: {timings[-1].ms_per_iter:.0f} ms / iter", flush=True)
     print(bench.table(timings, sgemm))
+    for t in timings:
+        if t.variant == "dri" and t.profile:
+            for key in ("type", "stage"):
+                print(f"\nDRI's iteration by layer {key} (share of the layer times' sum):\n"
+                      + profile.shares_table({"DRI": t.profile}, key))
     return 0
 
 

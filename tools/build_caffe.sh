@@ -6,7 +6,9 @@
 #   2. Source: Debian 11's package `caffe` (BVLC master of Aug 2018 plus Debian's patches),
 #      fetched by `apt-get source` through a private apt configuration, so the system's own
 #      sources stay untouched. apt checks it against bullseye's signed Release file.
-#   3. Our smallest fixes for Debian 12 / NumPy 2 (tools/caffe-patches/*.patch).
+#   3. Our patches (tools/caffe-patches/*.patch): 0x fixes for Debian 12, NumPy 2 and CUDA 13,
+#      always; 1x the engine's speed (OpenMP loops, batched convolution; docs/engine.md),
+#      unless CAFFE_STOCK=1.
 #   4. CMake build: CPU-only, or CUDA when asked for (or, under CUDA=auto, where a GPU is seen).
 #      The CUDA toolkit comes from tools/cuda_toolkit.sh: a complete system CUDA, or NVIDIA's
 #      CUDA 13.0 wheels from PyPI laid out as a toolkit root (docs/gpu.md). Caffe's own GTest
@@ -26,6 +28,8 @@
 #   CAFFE_PREFIX_FILE  if set, the install prefix is written there (for scripts)
 #   CAFFE_CACHE where builds are kept (default ${XDG_CACHE_HOME:-~/.cache}/dri-hep2/caffe)
 #   JOBS        parallel compile jobs (default: nproc)
+#   CAFFE_STOCK 1 leaves out the speed patches 1x-*.patch: BVLC's own layer code, for
+#               comparisons (tools/bench_engine.py) and as a fallback (ASSUMPTIONS.md B11)
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -44,6 +48,14 @@ CAFFE_CACHE=${CAFFE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dri-hep2/caffe}
 # InnerProduct, Softmax, SoftmaxWithLoss, Accuracy, Data on LMDB; platform prints the device.
 GTEST_LAYERS="convolution_layer,batch_norm_layer,scale_layer,neuron_layer,pooling_layer,concat_layer,slice_layer,eltwise_layer,inner_product_layer,softmax_layer,softmax_with_loss_layer,accuracy_layer,data_layer,platform"
 JOBS=${JOBS:-$(nproc)}
+CAFFE_STOCK=${CAFFE_STOCK:-0}
+case "$CAFFE_STOCK" in 0|1) ;; *) echo "CAFFE_STOCK must be 0 or 1 (got '$CAFFE_STOCK')" >&2; exit 1 ;; esac
+# The patches this build applies, in order: the fixes always, the speed patches unless stock.
+patches=()
+for p in tools/caffe-patches/*.patch; do
+  case "$(basename "$p")" in 1[0-9]-*) [ "$CAFFE_STOCK" = 1 ] && continue ;; esac
+  patches+=("$p")
+done
 
 say() { printf '[build_caffe] %s\n' "$*"; }
 die() { printf '[build_caffe] error: %s\n' "$*" >&2; exit 1; }
@@ -117,7 +129,7 @@ npver=$("$PYTHON" -c 'import numpy; print(numpy.__version__.split(".")[0])')
 toolchain="gcc $(gcc -dumpfullversion) $(protoc --version) boost $(dpkg-query -W -f='${Version}' libboost-python-dev)"
 [ "$CUDA" = 1 ] && toolchain="$toolchain cuda=$(cuda_get version) toolkit=$(cuda_get toolkit_id)"
 build_id=$( { echo "$CAFFE_DEB_VERSION py=$pyver numpy=$npver $toolchain ${cmake_opts[*]}";
-              cat tools/caffe-patches/*.patch; } | sha256sum | cut -c1-16)
+              cat "${patches[@]}"; } | sha256sum | cut -c1-16)
 prefix="$CAFFE_CACHE/$build_id"
 cmake_opts+=(-DCMAKE_INSTALL_PREFIX="$prefix" -DPYTHON_EXECUTABLE="$PYTHON")
 mode=$([ "$CUDA" = 1 ] && echo "GPU (CUDA)" || echo "CPU")
@@ -157,7 +169,7 @@ echo "$CAFFE_ORIG_SHA256  $(ls "$work"/src/caffe_*.orig.tar.gz)" | sha256sum -c 
 src=$(ls -d "$work"/src/caffe-*/)
 
 # --- 3. our fixes ---------------------------------------------------------------------------
-for p in tools/caffe-patches/*.patch; do
+for p in "${patches[@]}"; do
   say "applying $(basename "$p")"
   patch -s -d "$src" -p1 < "$p"
 done
@@ -192,7 +204,7 @@ say "compiled in $(( $(date +%s) - start )) s in all"
     printf 'cuda=%s\ncuda_route=%s\ncuda_root=%s\ncuda_arch=%s\n' "$(cuda_get version)" \
       "$(cuda_get route)" "$cuda_root" "$CUDA_ARCH"
   fi
-  printf 'nccl=%s\ngtest=bin/test.testbin\n' "$nccl"
+  printf 'nccl=%s\ngtest=bin/test.testbin\nstock=%s\n' "$nccl" "$CAFFE_STOCK"
 } > "$prefix/BUILD_OK.tmp"
 mv "$prefix/BUILD_OK.tmp" "$prefix/BUILD_OK"
 link_caffe

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dri_hep2 import caffe_env, cli
+from dri_hep2 import blas, caffe_env, cli
 
 
 def _blas_of(library: Path) -> str:
@@ -66,6 +66,7 @@ def collect() -> tuple[list[tuple[str, str]], list[str]]:
         rows.append(("pycaffe", str(Path(caffe.__file__).parent)))
         lib = next(caffe_env.caffe_home().glob("lib/libcaffe.so*"), None)
         rows.append(("BLAS", _blas_of(lib) if lib else "libcaffe.so not found"))
+        rows += blas.report()
     except (caffe_env.CaffeNotFound, subprocess.CalledProcessError) as exc:
         problems.append(str(exc))
     return rows, problems

@@ -14,12 +14,11 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from google.protobuf import text_format
+from . import proto
 
 _LAYER = re.compile(r"\]\s*(\S+)\s+(forward|backward): ([0-9.eE+-]+) ms\.")
 _AVERAGE = re.compile(r"Average (Forward pass|Backward pass|Forward-Backward): ([0-9.eE+-]+) ms")
@@ -106,24 +105,22 @@ def parse(text: str, net_param=None) -> Profile:
 
 def caffe_time(caffe_bin: Path, net_param, iterations: int = 3,
                env: dict[str, str | None] | None = None,
-               timeout: float | None = None) -> Profile:
+               timeout: float | None = None, gpu: int | None = None) -> Profile:
     """`caffe time` of `net_param` (a NetParameter with Input layers) with the binary
-    `caffe_bin` and `env` added to (and overriding) this process's environment; a value
-    None removes the variable."""
-    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as f:
-        f.write(text_format.MessageToString(net_param))
+    `caffe_bin` (on GPU `gpu`, else the CPU) and `env` added to (and overriding) this
+    process's environment; a value None removes the variable."""
+    # caffe time reports through glog's INFO log; make sure it reaches us.
     full = dict(os.environ, GLOG_minloglevel="0", GLOG_logtostderr="1")
     for key, value in (env or {}).items():
         if value is None:
             full.pop(key, None)
         else:
             full[key] = value
-    try:
-        out = subprocess.run([str(caffe_bin), "time", "-model", f.name,
-                              "-iterations", str(iterations)],
+    with proto.temporary(net_param) as model:
+        out = subprocess.run([str(caffe_bin), "time", "-model", str(model),
+                              "-iterations", str(iterations)]
+                             + ([] if gpu is None else ["-gpu", str(gpu)]),
                              capture_output=True, text=True, env=full, timeout=timeout)
-    finally:
-        os.unlink(f.name)
     if out.returncode != 0:
         raise RuntimeError(f"caffe time failed (exit {out.returncode}):\n"
                            + (out.stderr + out.stdout)[-2000:])
