@@ -46,7 +46,8 @@ RUN apt-get update -q \
 WORKDIR /opt/dri-hep2
 USER dri
 
-# 1. The pinned Python dependencies, read from pyproject.toml (the one list of pins).
+# 1. The pinned Python dependencies, read from pyproject.toml (the one list of pins), with the
+#    extras `make setup` installs (test, onnx).
 #    hostca: optional build secret, a CA bundle for networks that re-sign TLS; it is mounted
 #    for this step only and never stored in the image.
 COPY --chown=dri:dri pyproject.toml ./
@@ -54,7 +55,7 @@ RUN --mount=type=secret,id=hostca,mode=0444 \
     if [ -s /run/secrets/hostca ]; then export PIP_CERT=/run/secrets/hostca; fi \
  && python3 -m venv .venv \
  && .venv/bin/python -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
-print("\n".join(p["dependencies"] + p["optional-dependencies"]["test"]))' > /tmp/pins.txt \
+print("\n".join(p["dependencies"] + p["optional-dependencies"]["test"] + p["optional-dependencies"]["onnx"]))' > /tmp/pins.txt \
  && .venv/bin/pip install -q -r /tmp/pins.txt \
  && rm /tmp/pins.txt
 
