@@ -13,6 +13,9 @@ import pytest
 
 from dri_hep2 import caffe_env
 
+# Extraction filters came in Python 3.11.4; Debian 12 (the image) has 3.11.2.
+_FILTER = {"filter": "tar"} if hasattr(tarfile, "data_filter") else {}
+
 REPO = caffe_env.REPO_ROOT
 MAX_BYTES = 20 * 10 ** 6
 # What a bundle may take from the target machine (tools/bundle.sh, keep_out).
@@ -43,7 +46,7 @@ def _bundle(home: Path, out: Path = REPO / "dist") -> Path:
 
 def _unpack(tarball: Path, where: Path) -> Path:
     with tarfile.open(tarball) as tar:
-        tar.extractall(where, filter="tar")
+        tar.extractall(where, **_FILTER)
     (root,) = where.iterdir()
     return root
 

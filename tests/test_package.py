@@ -17,6 +17,9 @@ import pytest
 from dri_hep2 import package, predict
 from dri_hep2.run import RunDir
 
+# Extraction filters came in Python 3.11.4; Debian 12 (the image) has 3.11.2.
+_FILTER = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+
 
 def test_the_package_holds_a_usable_model_and_its_card(small_run, tmp_path):
     run = RunDir(small_run.run)
@@ -24,7 +27,7 @@ def test_the_package_holds_a_usable_model_and_its_card(small_run, tmp_path):
     name = "dri-run-iter4"
     with tarfile.open(path) as tar:
         names = sorted(tar.getnames())
-        tar.extractall(tmp_path / "x", filter="data")
+        tar.extractall(tmp_path / "x", **_FILTER)
     inside = {n.split("/", 1)[1] for n in names}
     assert {n.split("/", 1)[0] for n in names} == {name}
     assert inside >= {"readme.md", "deploy.prototxt", "dri_iter_4.caffemodel",
