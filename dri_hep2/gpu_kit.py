@@ -150,6 +150,7 @@ def prepare(out: Path, bundle: Path, scale: float = 0.05, seed: int = ledger.RAN
         kit = {
             "bundle": bundle.name,
             "batch_size": paper.BATCH_SIZE,
+            "paper_max_iter": paper.MAX_ITER,
             "variants": list(paper.VARIANTS),
             "flops": kit_flops,
             "sgemm_size": SGEMM,

@@ -52,6 +52,9 @@ def test_gpu_check_cpu_mode_end_to_end(tmp_path):
     assert r["mode"] == "cpu" and r["ok"] and not r["problems"]
     assert [t["variant"] for t in r["timing"]] == list(paper.VARIANTS)
     assert all(t["gflops"] > 0 and t["ms_per_iter"] > 0 for t in r["timing"])
+    assert r["paper_max_iter"] == paper.MAX_ITER
+    assert all(t["paper_schedule_hours"] == pytest.approx(t["ms_per_iter"] * 290000 / 3.6e6)
+               for t in r["timing"])
     assert r["sgemm"]["gflops"] > 1
     assert r["training"]["finished"] and r["training"]["last_iteration"] == 8
     assert [v["iteration"] for v in r["training"]["validation"]] == [4, 8]
