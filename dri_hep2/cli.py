@@ -16,6 +16,7 @@ from .caffe_env import Gpus
 from .errors import UserError
 
 USER_ERROR = 2      # argparse's own status for a bad command line
+INTERRUPTED = 130   # 128 + SIGINT: what a shell reports for a command stopped by Ctrl-C
 
 
 def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
@@ -25,6 +26,12 @@ def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None 
     except UserError as exc:
         print(f"{Path(sys.argv[0]).name}: error: {exc}", file=sys.stderr)
         return USER_ERROR
+
+
+def interrupted(what: str = "a training was interrupted") -> int:
+    """End a tool whose training stopped early (Ctrl-C): its runs resume on the same command."""
+    print(f"{what}: run the same command again to resume")
+    return INTERRUPTED
 
 
 def entry(main: Callable[[Sequence[str] | None], int]) -> NoReturn:

@@ -51,8 +51,7 @@ def main(argv=None) -> int:
                       build=data_options.build_kwargs(args))
     done = cv.run_cv(cfg, progress=not args.no_progress)
     if done is None:
-        print("a training was interrupted: run the same command again to resume")
-        return 130
+        return cli.interrupted()
     print(f"cross-validation summary: {done.page}")
     return 0
 

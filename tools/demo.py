@@ -44,8 +44,7 @@ def main(argv=None) -> int:
     cfg = train.RunConfig(net=args.net, schedule="short", data_dir=args.data_dir,
                           run_dir=args.run_dir)
     if train.train(cfg, progress=progress).outcome != "finished":
-        print("[demo] training interrupted; run make demo again to resume")
-        return 130
+        return cli.interrupted("[demo] the training was interrupted")
     phase("train", t)
 
     t = time.monotonic()

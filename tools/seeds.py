@@ -38,8 +38,7 @@ def main(argv=None) -> int:
     series = experiments.run_series(base, args.n, args.vary_split,
                                     progress=not args.no_progress)
     if series is None:
-        print("a training was interrupted: run the same command again to resume")
-        return 130
+        return cli.interrupted()
     print(f"seeds summary: {series.page}")
     return 0
 

@@ -34,9 +34,8 @@ def main(argv=None) -> int:
                           net_options=options.from_arguments(args))
     session = train.train(cfg, progress=not args.no_progress)
     if session.outcome == "interrupted":
-        print(f"interrupted at iteration {session.last_iteration}: snapshot in "
-              f"{cfg.run.snapshots}; run the same command again to resume")
-        return 130
+        return cli.interrupted(f"interrupted at iteration {session.last_iteration}, snapshot in "
+                               f"{cfg.run.snapshots}")
     print(f"trained {cfg.net} to iteration {session.last_iteration}: {cfg.run_dir}")
     return 0
 
