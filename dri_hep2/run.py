@@ -80,6 +80,7 @@ class RunDir(Folder):
     explain_summary = member("explain/explain.json")
     predictions = member("predict")
     package = member("package")
+    demo_timing = member("demo_timing.json")
 
     @classmethod
     def prototxts(cls) -> tuple[str, str, str]:
@@ -147,6 +148,18 @@ class RunDir(Folder):
         before class lists were recorded. What evaluation, reports and predictions name the
         outputs by."""
         return ClassList.from_manifest(self.read_manifest().get("classes"))
+
+    def record_demo_timing(self, scale: float, seconds: dict[str, float],
+                           iterations: int, ended: str) -> list[dict]:
+        """Append one `make demo` call to demo_timing.json ({"scale", "runs"}, oldest first):
+        its phase seconds and the iterations it trained, so that a rerun which only skips a
+        finished training does not overwrite the first call's figures. Returns the runs."""
+        old = json.loads(self.demo_timing.read_text()) if self.demo_timing.is_file() else {}
+        runs = old.get("runs", []) + [{"ended": ended, "iterations_trained": iterations,
+                                       "seconds": seconds}]
+        atomic.write_text(self.demo_timing,
+                          json.dumps({"scale": scale, "runs": runs}, indent=2) + "\n")
+        return runs
 
     def read_manifest(self) -> dict:
         """run_manifest.json, or {} for a folder that has none (made by hand)."""

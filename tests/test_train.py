@@ -242,3 +242,17 @@ def test_several_gpus_are_refused_without_nccl(tmp_path, monkeypatch):
             caffe_env.require_gpu_build(Gpus.parse(gpus))
     (home / "BUILD_OK").write_text("version=x\nmode=GPU (CUDA)\nbuild_id=x\nnccl=1\n")
     caffe_env.require_gpu_build(Gpus.parse("0,1"))
+
+
+def test_demo_timing_keeps_every_call(tmp_path):
+    """A `make demo` rerun that only skips the finished training must not overwrite the first
+    call's phase times (it did: the file said "train": 0.0 after `make demo-seeds`)."""
+    run = RunDir(tmp_path / "run")
+    first = {"data": 4.1, "train": 562.0, "eval": 4.6, "report": 0.6}
+    run.record_demo_timing(0.1, first, 400, ended="t1")
+    runs = run.record_demo_timing(0.1, {"data": 1.1, "train": 0.0, "eval": 6.4, "report": 0.5},
+                                  0, ended="t2")
+    saved = json.loads(run.demo_timing.read_text())
+    assert saved == {"scale": 0.1, "runs": runs}
+    assert [(r["ended"], r["iterations_trained"]) for r in runs] == [("t1", 400), ("t2", 0)]
+    assert runs[0]["seconds"] == first
