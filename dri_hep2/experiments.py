@@ -44,6 +44,8 @@ def run_series(base: train.RunConfig, n: int, vary_split: bool = False,
         if not train_eval_report(cfg, progress):
             return None
     series_mod.write_summary(series, base.net, base.schedule, base.data_dir, vary_split)
+    if base.run.eval_json.is_file():
+        report.write_report(base.run_dir)     # the base run's page shows its series
     return series
 
 
