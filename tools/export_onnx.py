@@ -14,6 +14,7 @@ import argparse
 from pathlib import Path
 
 from dri_hep2 import cli, onnx_export
+from dri_hep2.run import RunDir
 
 
 def main(argv=None) -> int:
@@ -37,7 +38,7 @@ def main(argv=None) -> int:
           f"within {check['fused_max_abs_diff']:.2g} of pycaffe (limit {check['threshold']:g}),"
           f" labels identical; per cell Caffe {1000 * speed['caffe']:.2f} ms, onnxruntime "
           f"{1000 * speed['onnxruntime']:.2f} ms")
-    print(f"export: {args.out or Path(args.run_dir) / 'export'}")
+    print(f"export: {args.out or RunDir(args.run_dir).export}")
     return 0
 
 
