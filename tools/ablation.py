@@ -30,7 +30,7 @@ def main(argv=None) -> int:
     page = experiments.run_ablation(args.schedule, args.data_dir, args.results, args.gpu,
                                     args.variants, args.seeds, progress=not args.no_progress)
     if page is None:
-        return cli.interrupted()
+        return cli.INTERRUPTED      # run_ablation has said which variant stopped
     print(f"Table 3(a): {page}")
     return 0
 
