@@ -12,7 +12,7 @@ from pathlib import Path
 
 from dri_hep2 import cli, evaluate, ledger, paper, report, train
 from dri_hep2.data import build, synthetic
-from dri_hep2.run import RunDir, snapshot_iteration
+from dri_hep2.run import snapshot_iteration
 
 
 def main(argv=None) -> int:
@@ -41,8 +41,6 @@ def main(argv=None) -> int:
     t = time.monotonic()
     cfg = train.RunConfig(net=args.net, schedule="short", data_dir=args.data_dir,
                           run_dir=args.run_dir)
-    state = RunDir(cfg.run_dir).newest("solverstate")
-    start = snapshot_iteration(state) if state else 0
     session = train.train(cfg, progress=progress)
     if session.outcome != "finished":
         return cli.interrupted("[demo] the training was interrupted")
@@ -55,8 +53,10 @@ def main(argv=None) -> int:
     t = time.monotonic()
     page = report.write_report(cfg.run_dir)
     phase("report", t)
-    RunDir(cfg.run_dir).record_demo_timing(args.scale, timings, session.last_iteration - start,
-                                           ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    # The session started from the snapshot it resumed (none: iteration 0).
+    start = snapshot_iteration(session.resumed_from) if session.resumed_from else 0
+    cfg.run.record_demo_timing(args.scale, timings, session.last_iteration - start,
+                               ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
 
     print(f"[demo] {args.net} on the synthetic replica (scale {args.scale}): "
           f"{report.headline(result)} (95 % intervals) on {result['n']} test cells; "
