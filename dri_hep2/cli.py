@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Callable, NoReturn, Sequence
 
-from .caffe_env import Gpus
+from .gpus import Gpus
 from .errors import UserError
 
 USER_ERROR = 2      # argparse's own status for a bad command line

@@ -1,4 +1,5 @@
-"""What the folder types (RunDir, DataFolder) share: a path, and files named once.
+"""What the folder types (RunDir, DataFolder) share: a path, and files named once; and the
+repository's own root (`REPO_ROOT`), the folder every default path is relative to.
 
     class RunDir(Folder):
         log = member("train.log")
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 class member:

@@ -6,6 +6,11 @@ here exists there. What the paper does state is in `dri_hep2/paper.py`.
 """
 from __future__ import annotations
 
+from .folders import REPO_ROOT
+
+# The ledger's page, of which this module holds the values.
+PAGE = REPO_ROOT / "ASSUMPTIONS.md"
+
 # --- Nets (rows N*) ---------------------------------------------------------------------------------
 # N1: the stem in front of DRI 1-1, bvlc_googlenet's conv1 / pool1 / conv2 without LRN and
 # without pool2, so that DRI 1-x run at 19x19, DRI 2-x at 9x9 and DRI 3-x at 4x4.

@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dri_hep2 import caffe_env, ledger, paper
+from dri_hep2.engine import caffe_env
+from dri_hep2 import ledger, paper
 from dri_hep2.data import lmdb_io
 
 
@@ -51,7 +52,7 @@ def small_run(tmp_path_factory, caffe):
     import re
     from types import SimpleNamespace
 
-    from dri_hep2 import train
+    from dri_hep2.experiment import train
     from dri_hep2.data import build, synthetic
     from dri_hep2.data.folder import DataFolder
 

@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from dri_hep2 import blas, caffe_env
+from dri_hep2.engine import blas, caffe_env
 
 AVX512 = {"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"}
 
@@ -127,7 +127,7 @@ def test_the_users_own_coretype_wins(library, monkeypatch):
 
 def test_engine_env_adds_the_kernel_and_passive_openmp_but_keeps_the_users(library, tmp_path,
                                                                            monkeypatch):
-    from dri_hep2 import engine
+    from dri_hep2.engine import environment as engine
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
     wanted = engine.caffe_env_vars({})

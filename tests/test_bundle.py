@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from dri_hep2 import caffe_env
+from dri_hep2.engine import caffe_env
+from dri_hep2.folders import REPO_ROOT
 
 # Extraction filters came in Python 3.11.4; Debian 12 (the image) has 3.11.2.
 _FILTER = {"filter": "tar"} if hasattr(tarfile, "data_filter") else {}
 
-REPO = caffe_env.REPO_ROOT
+REPO = REPO_ROOT
 MAX_BYTES = 20 * 10 ** 6
 # What a bundle may take from the target machine (tools/bundle.sh, keep_out).
 SYSTEM_OK = re.compile(r"^(linux-vdso|ld-linux|libc|libm|libdl|libpthread|librt|libresolv|"

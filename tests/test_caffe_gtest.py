@@ -10,9 +10,10 @@ import subprocess
 
 import pytest
 
-from dri_hep2 import caffe_env
+from dri_hep2.engine import caffe_env
+from dri_hep2.folders import REPO_ROOT
 
-REPO = caffe_env.REPO_ROOT
+REPO = REPO_ROOT
 SCRIPT = REPO / "tools" / "caffe_test.sh"
 
 # One case per layer type the DRI nets use, that must have run and passed.

@@ -4,7 +4,7 @@ from __future__ import annotations
 import csv
 import io
 
-from dri_hep2 import caffe_log
+from dri_hep2.engine import caffe_log
 
 P = "I1125 10:00:00.000000  1 solver.cpp:239]"
 LOG = f"""\

@@ -10,7 +10,7 @@ import pytest
 from dri_hep2 import classes, paper
 from dri_hep2.data.folder import DataFolder
 from dri_hep2.net import build, proto
-from dri_hep2.run import RunDir
+from dri_hep2.experiment.run import RunDir
 
 
 def test_i3a_is_the_papers_table2_order_and_task2_extends_it():

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from dri_hep2 import caffe_env
+from dri_hep2.engine import caffe_env
+from dri_hep2.folders import REPO_ROOT
 
-SCRIPT = caffe_env.REPO_ROOT / "tools" / "cuda_toolkit.sh"
+SCRIPT = REPO_ROOT / "tools" / "cuda_toolkit.sh"
 
 
 def _run(env_extra: dict, *args: str) -> subprocess.CompletedProcess:

@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dri_hep2 import classes, cli, cv, schedules
+from dri_hep2 import classes, cli, schedules
+from dri_hep2.experiment import cv
 from dri_hep2.data import formats, replicas, synthetic
 from dri_hep2.net import proto
-from dri_hep2.run import RunDir
+from dri_hep2.experiment.run import RunDir
 
 TOOLS = Path(__file__).resolve().parent.parent / "tools"
 TINY = schedules.Schedule(base_lr=0.01, stepsize=2, max_iter=4, test_interval=2, snapshot=4,

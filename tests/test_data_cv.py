@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from dri_hep2 import cli, experiments, ledger
+from dri_hep2 import cli, ledger
+from dri_hep2.experiment import experiments
 from dri_hep2.data import augment, build, formats, i3a, lmdb_io, replicas, split, synthetic
 from dri_hep2.data.folder import DataFolder
 from dri_hep2.errors import UserError

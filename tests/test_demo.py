@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from dri_hep2 import caffe_env
+from dri_hep2.engine import caffe_env
+from dri_hep2.folders import REPO_ROOT
 
 
 @pytest.mark.slow
@@ -16,7 +17,7 @@ from dri_hep2 import caffe_env
 def test_demo_reaches_mca_090_and_writes_the_report(tmp_path):
     data_dir, run_dir = tmp_path / "data", tmp_path / "run"
     out = subprocess.run(
-        [sys.executable, str(caffe_env.REPO_ROOT / "tools" / "demo.py"), "--data-dir",
+        [sys.executable, str(REPO_ROOT / "tools" / "demo.py"), "--data-dir",
          str(data_dir), "--run-dir", str(run_dir), "--no-progress"],
         capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == f"[demo] report: {run_dir / 'README.md'}"

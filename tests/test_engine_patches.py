@@ -54,7 +54,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dri_hep2 import caffe_env
+from dri_hep2.engine import caffe_env
 from dri_hep2.net import build
 from dri_hep2.net import proto as prototxt
 

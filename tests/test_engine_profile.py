@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from dri_hep2 import caffe_env
+from dri_hep2.engine import caffe_env
 from dri_hep2.net import build, profile
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dri_hep2 import evaluate, metrics
+from dri_hep2.experiment import evaluate, metrics
 from dri_hep2.errors import UserError
-from dri_hep2.run import RunDir
+from dri_hep2.experiment.run import RunDir
 
 SCALE = 1 / 64
 

@@ -9,7 +9,8 @@ import json
 import numpy as np
 import pytest
 
-from dri_hep2 import experiments, ledger, schedules, series, train
+from dri_hep2.experiment import experiments, series, train
+from dri_hep2 import ledger, schedules
 from dri_hep2.net import proto
 
 TINY = schedules.Schedule(base_lr=0.01, stepsize=2, max_iter=4, test_interval=2, snapshot=4,

@@ -8,10 +8,11 @@ import json
 import numpy as np
 import pytest
 
-from dri_hep2 import explain, report
+from dri_hep2.model import explain
+from dri_hep2.experiment import report
 from dri_hep2.errors import UserError
 from dri_hep2.net import proto
-from dri_hep2.run import RunDir
+from dri_hep2.experiment.run import RunDir
 
 SMOOTH_NET = """
 name: "smooth"

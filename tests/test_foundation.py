@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 from caffe import layers as L
 
-from dri_hep2 import caffe_env
+from dri_hep2.engine import caffe_env
+from dri_hep2.folders import REPO_ROOT
 
-REPO = caffe_env.REPO_ROOT
+REPO = REPO_ROOT
 
 
 def _tiny_net(caffe, path, batch=4):

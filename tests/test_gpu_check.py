@@ -9,9 +9,11 @@ import time
 
 import pytest
 
-from dri_hep2 import caffe_env, paper
+from dri_hep2.engine import caffe_env
+from dri_hep2.folders import REPO_ROOT
+from dri_hep2 import paper
 
-REPO = caffe_env.REPO_ROOT
+REPO = REPO_ROOT
 
 
 def _report_module():

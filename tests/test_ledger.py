@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from dri_hep2 import ledger, paper
-from dri_hep2.caffe_env import REPO_ROOT
+from dri_hep2.folders import REPO_ROOT
 
 ROW = re.compile(r"\b([NDTBUC]\d{1,2})\b")
 

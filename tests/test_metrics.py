@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dri_hep2 import metrics
+from dri_hep2.experiment import metrics
 
 # Eight cells: three Homogeneous, one of every other class.
 LABELS = [0, 0, 0, 1, 2, 3, 4, 5]

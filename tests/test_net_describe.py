@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from dri_hep2 import paper
-from dri_hep2.caffe_env import REPO_ROOT
+from dri_hep2.folders import REPO_ROOT
 from dri_hep2.net import build, describe
 
 

@@ -8,11 +8,12 @@ import json
 import numpy as np
 import pytest
 
-from dri_hep2 import ledger, onnx_export, paper
-from dri_hep2.caffe_env import REPO_ROOT
+from dri_hep2 import ledger, paper
+from dri_hep2.model import onnx_export
+from dri_hep2.folders import REPO_ROOT
 from dri_hep2.net import proto
-from dri_hep2.onnx_model import OnnxModel, session
-from dri_hep2.run import RunDir
+from dri_hep2.model.onnx_model import OnnxModel, session
+from dri_hep2.experiment.run import RunDir
 
 
 def randomise(net, seed: int = 0) -> None:

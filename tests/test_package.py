@@ -14,8 +14,8 @@ import cv2
 import numpy as np
 import pytest
 
-from dri_hep2 import package, predict
-from dri_hep2.run import RunDir
+from dri_hep2.model import package, predict
+from dri_hep2.experiment.run import RunDir
 
 # Extraction filters came in Python 3.11.4; Debian 12 (the image) has 3.11.2.
 _FILTER = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}

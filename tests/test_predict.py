@@ -15,10 +15,11 @@ import cv2
 import numpy as np
 import pytest
 
-from dri_hep2 import evaluate, predict
+from dri_hep2.experiment import evaluate
+from dri_hep2.model import predict
 from dri_hep2.data import cells, i3a, lmdb_io
 from dri_hep2.errors import UserError
-from dri_hep2.run import RunDir
+from dri_hep2.experiment.run import RunDir
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -213,7 +214,7 @@ print("NO-CAFFE-OK")
 
 
 def test_the_onnx_backend_runs_without_caffe_and_agrees(small_run, tmp_path):
-    from dri_hep2 import onnx_export
+    from dri_hep2.model import onnx_export
 
     export_dir = tmp_path / "export"
     onnx_export.export(small_run.run, out=export_dir)

@@ -4,7 +4,9 @@ from __future__ import annotations
 import json
 import numpy as np
 
-from dri_hep2 import caffe_log, paper, report
+from dri_hep2.engine import caffe_log
+from dri_hep2 import paper
+from dri_hep2.experiment import report
 
 CONFUSION = np.diag([50, 60, 55, 57, 45, 15]).tolist()
 CONFUSION[5][4] = 5   # five Golgi cells called NuMem

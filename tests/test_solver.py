@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from dri_hep2 import ledger, paper
-from dri_hep2.caffe_env import REPO_ROOT
+from dri_hep2.folders import REPO_ROOT
 from dri_hep2.data import split
 from dri_hep2.errors import UserError
 from dri_hep2.net import build, proto, solver

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from dri_hep2 import stats
+from dri_hep2.experiment import stats
 
 
 def test_wilson_matches_published_values():

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from dri_hep2.caffe_env import REPO_ROOT
+from dri_hep2.folders import REPO_ROOT
 
 TOOLS = sorted(p.name for p in (REPO_ROOT / "tools").glob("*.py"))
 

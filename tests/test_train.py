@@ -10,11 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from dri_hep2 import caffe_log, ledger, run, train
-from dri_hep2.caffe_env import Gpus
+from dri_hep2.engine import caffe_log
+from dri_hep2 import ledger
+from dri_hep2.experiment import run, train
+from dri_hep2.gpus import Gpus
 from dri_hep2.data.folder import DataFolder
 from dri_hep2.errors import UserError
-from dri_hep2.run import RunDir
+from dri_hep2.experiment.run import RunDir
 
 
 def tiny_train_val(caffe, data_dir: Path):
@@ -153,7 +155,7 @@ def test_prepare_writes_this_runs_files_and_guards_a_resume(caffe, tiny_data_dir
 
 def test_real_dri_trains_and_evaluates(caffe, tiny_data_dir, tmp_path):
     """The nets engineer's DRI through the CLI for a few iterations, then `make eval`."""
-    from dri_hep2 import evaluate
+    from dri_hep2.experiment import evaluate
 
     cfg = train.RunConfig(net="dri", schedule="short", data_dir=tiny_data_dir,
                           run_dir=tmp_path / "run")
@@ -209,7 +211,7 @@ def test_a_finished_run_is_not_trained_again(caffe, tiny_data_dir, tmp_path):
 
 
 def test_gpu_is_refused_on_a_cpu_build_before_anything_runs(caffe, tiny_data_dir, tmp_path):
-    from dri_hep2 import caffe_env
+    from dri_hep2.engine import caffe_env
 
     if caffe_env.build_info()["mode"] != "CPU":
         pytest.skip("this Caffe is a CUDA build: GPU= is allowed")
@@ -230,7 +232,7 @@ def test_training_without_a_data_folder_says_which_command_makes_it(tmp_path):
 
 def test_several_gpus_are_refused_without_nccl(tmp_path, monkeypatch):
     """GPU=0,1 is Caffe's data parallelism: a CUDA build without NCCL is refused up front."""
-    from dri_hep2 import caffe_env
+    from dri_hep2.engine import caffe_env
 
     home = tmp_path / "caffe"
     home.mkdir()

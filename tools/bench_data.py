@@ -16,7 +16,8 @@ from pathlib import Path
 
 import cv2
 
-from dri_hep2 import atomic, caffe_env, cli, ledger, paper
+from dri_hep2 import atomic, cli, ledger, paper
+from dri_hep2.engine import caffe_env
 from dri_hep2.data import augment, build, i3a, split, synthetic
 from dri_hep2.data.folder import DataFolder
 

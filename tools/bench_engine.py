@@ -35,7 +35,8 @@ import os
 import platform
 from pathlib import Path
 
-from dri_hep2 import blas, cli, engine, paper
+from dri_hep2.engine import blas, environment as engine
+from dri_hep2 import cli, paper
 from dri_hep2.net import bench, build, describe, profile
 
 

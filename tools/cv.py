@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dri_hep2 import cli, cv, ledger, paper, schedules
+from dri_hep2 import cli, ledger, paper, schedules
+from dri_hep2.experiment import cv
 from dri_hep2.data import options as data_options
 from dri_hep2.data import split
 from dri_hep2.net import options

@@ -10,9 +10,10 @@ import argparse
 import time
 from pathlib import Path
 
-from dri_hep2 import cli, evaluate, ledger, paper, report, train
+from dri_hep2 import cli, ledger, paper
+from dri_hep2.experiment import evaluate, report, train
 from dri_hep2.data import build, synthetic
-from dri_hep2.run import snapshot_iteration
+from dri_hep2.experiment.run import snapshot_iteration
 
 
 def main(argv=None) -> int:

@@ -8,9 +8,10 @@ import argparse
 from pathlib import Path
 
 from dri_hep2 import cli, paper
-from dri_hep2.caffe_env import REPO_ROOT
+from dri_hep2.folders import REPO_ROOT
 from dri_hep2.errors import UserError
-from dri_hep2.net import describe, generate
+from dri_hep2.net import describe
+from dri_hep2.experiment import committed
 
 
 def main(argv=None) -> int:
@@ -22,7 +23,7 @@ def main(argv=None) -> int:
                      help="any deploy or train_val prototxt (a train_val's Data layers need "
                           "their LMDBs to exist)")
     args = ap.parse_args(argv)
-    path = args.prototxt or REPO_ROOT / generate.committed_paths(args.net)["deploy"]
+    path = args.prototxt or REPO_ROOT / committed.committed_paths(args.net)["deploy"]
     if not path.is_file():
         raise UserError(f"no prototxt at {path}" + ("" if args.prototxt else ": run 'make nets'"))
     title = paper.variant_title(args.net) if args.prototxt is None else path.name

@@ -11,7 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dri_hep2 import blas, caffe_env, cli
+from dri_hep2.engine import blas, caffe_env
+from dri_hep2 import cli
 
 
 def _blas_of(library: Path) -> str:

@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dri_hep2 import cli, evaluate, report
+from dri_hep2 import cli
+from dri_hep2.experiment import evaluate, report
 from dri_hep2.data.split import SPLITS
 
 

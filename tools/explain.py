@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dri_hep2 import cli, explain, ledger, report
+from dri_hep2 import cli, ledger
+from dri_hep2.model import explain
+from dri_hep2.experiment import report
 from dri_hep2.data.split import SPLITS
 
 

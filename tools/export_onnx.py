@@ -13,8 +13,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dri_hep2 import cli, onnx_export
-from dri_hep2.run import RunDir
+from dri_hep2 import cli
+from dri_hep2.model import onnx_export
+from dri_hep2.experiment.run import RunDir
 
 
 def main(argv=None) -> int:

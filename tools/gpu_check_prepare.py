@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dri_hep2 import cli, gpu_kit, ledger
+from dri_hep2 import cli, ledger
+from dri_hep2.experiment import gpu_kit
 
 
 def main(argv=None) -> int:

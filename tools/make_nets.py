@@ -9,8 +9,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 from dri_hep2 import cli, paper
-from dri_hep2.caffe_env import REPO_ROOT
-from dri_hep2.net import generate, options
+from dri_hep2.folders import REPO_ROOT
+from dri_hep2.experiment import committed
+from dri_hep2.net import options
 
 
 def main(argv=None) -> int:
@@ -36,7 +37,7 @@ def main(argv=None) -> int:
     variants = args.variant or list(paper.VARIANTS)
     chosen = asdict(options.from_arguments(args))
     if not args.draw_only:
-        for path in generate.generate(args.root, variants, **chosen):
+        for path in committed.generate(args.root, variants, **chosen):
             print(path)
     if not args.no_draw:
         from dri_hep2.net import draw

@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dri_hep2 import cli, ledger, package
+from dri_hep2 import cli, ledger
+from dri_hep2.model import package
 
 
 def main(argv=None) -> int:

@@ -20,7 +20,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dri_hep2 import cli, ledger, predict
+from dri_hep2 import cli, ledger
+from dri_hep2.model import predict
 from dri_hep2.data.split import SPLITS
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dri_hep2 import cli, report
+from dri_hep2 import cli
+from dri_hep2.experiment import report
 
 
 def main(argv=None) -> int:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dri_hep2 import cli, experiments, paper, schedules, train
+from dri_hep2 import cli, paper, schedules
+from dri_hep2.experiment import experiments, train
 from dri_hep2.net import options
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .. import atomic
-from ..caffe_env import pycaffe
+from ..engine.caffe_env import pycaffe
 
 _PAGE = 4096            # LMDB's page size on Linux
 _COMMIT_EVERY = 2048    # a write transaction holds at most 2^17 dirty pages: commit well before

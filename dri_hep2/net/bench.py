@@ -16,7 +16,8 @@ import time
 from dataclasses import dataclass
 
 from .. import paper
-from ..caffe_env import Gpus, caffe_binary
+from ..gpus import Gpus
+from ..engine.caffe_env import caffe_binary
 from . import build, describe, profile, proto
 from .proto import L, caffe
 
@@ -74,7 +75,7 @@ def caffe_time(variant: str, batch_size: int = paper.BATCH_SIZE, iterations: int
 
 def best_sgemm() -> tuple[float, float, float]:
     """(best, Caffe's, numpy's) sgemm GFLOP/s, measured now."""
-    from .. import blas
+    from ..engine import blas
 
     caffe_rate, numpy_rate = sgemm_gflops(), blas.numpy_sgemm_gflops(SGEMM_SIZE)
     return max(caffe_rate, numpy_rate), caffe_rate, numpy_rate

@@ -14,7 +14,7 @@ from typing import Iterator
 
 from google.protobuf import text_format
 
-from ..caffe_env import pycaffe
+from ..engine.caffe_env import pycaffe
 
 caffe = pycaffe()
 L, P = caffe.layers, caffe.params

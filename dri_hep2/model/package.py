@@ -23,14 +23,15 @@ import re
 import tarfile
 from pathlib import Path
 
-from . import atomic, caffe_env, ledger, onnx_export, paper
-from .errors import UserError
-from .net import proto
+from .. import atomic, ledger, paper
+from ..engine import caffe_env
+from . import onnx_export
+from ..errors import UserError
+from ..net import proto
 from .onnx_model import ExportFolder
-from .run import RunDir, snapshot_iteration
+from ..experiment.run import RunDir, snapshot_iteration
 
 CARD = "readme.md"
-ASSUMPTIONS = caffe_env.REPO_ROOT / "ASSUMPTIONS.md"
 # The rows of the ledger that shape a trained model (the B rows are about building Caffe).
 _CARD_ROWS = re.compile(r"^[NDTU]\d{1,2}$")
 
@@ -41,7 +42,7 @@ def package_name(run: RunDir, weights: Path) -> str:
     return f"{net}-{run.name}" + (f"-iter{it}" if it is not None else "")
 
 
-def ledger_rows(path: Path = ASSUMPTIONS) -> list[tuple[str, str, str]]:
+def ledger_rows(path: Path = ledger.PAGE) -> list[tuple[str, str, str]]:
     """(id, unknown, our choice) of each N, D, T and U row of ASSUMPTIONS.md."""
     rows = []
     for line in path.read_text().splitlines():
@@ -220,7 +221,7 @@ def package(run_dir: str | Path, *, weights: str | Path | None = None,
         "model.json": export.info.read_bytes(),
         "mean.npy": export.mean.read_bytes(),
         "train_val.prototxt": run.train_val.read_bytes(),
-        "ASSUMPTIONS.md": ASSUMPTIONS.read_bytes(),
+        "ASSUMPTIONS.md": ledger.PAGE.read_bytes(),
     }
     optional = {"mean.binaryproto": mean, "check.json": export.check,
                 "solver.prototxt": run.solver, "run_manifest.json": run.manifest,

@@ -25,14 +25,15 @@ from pathlib import Path
 
 import numpy as np
 
-from . import atomic, evaluate, ledger, metrics, paper, report, stats, train
-from .caffe_env import Gpus
-from .data import build, formats, split
-from .data.folder import DataFolder
-from .errors import UserError
-from .folders import Folder, member
+from .. import atomic, ledger, paper
+from . import evaluate, metrics, report, stats, train
+from ..gpus import Gpus
+from ..data import build, formats, split
+from ..data.folder import DataFolder
+from ..errors import UserError
+from ..folders import Folder, member
 from .metrics import FULL_COMBO
-from .net.options import NetOptions
+from ..net.options import NetOptions
 from .run import RunDir, RunMismatch, sha256
 
 

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .data.cells import Transform
-from .errors import UserError
-from .folders import Folder, member
+from ..data.cells import Transform
+from ..errors import UserError
+from ..folders import Folder, member
 
 FORMAT = 1          # model.json's format; bump when its keys change meaning
 

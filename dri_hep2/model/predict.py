@@ -25,14 +25,15 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from . import atomic, ledger, metrics, paper
-from .caffe_env import Gpus
-from .data import cells as cellio
-from .data import i3a
-from .data.folder import DataFolder
-from .errors import UserError
+from .. import atomic, ledger, paper
+from ..experiment import metrics
+from ..gpus import Gpus
+from ..data import cells as cellio
+from ..data import i3a
+from ..data.folder import DataFolder
+from ..errors import UserError
 from .onnx_model import OnnxModel
-from .run import RunDir
+from ..experiment.run import RunDir
 
 BACKENDS = ("caffe", "onnx")
 SPECIMEN_RULES = ("mean", "vote")
@@ -215,7 +216,8 @@ class CaffeModel:
     backend = "caffe"
 
     def __init__(self, run: RunDir, weights: str | Path | None = None, gpus: Gpus = Gpus()):
-        from . import caffe_env, evaluate      # pycaffe: only for this backend
+        from ..engine import caffe_env
+        from ..experiment import evaluate      # pycaffe: only for this backend
         run.require(RunDir.deploy, RunDir.train_val)
         self.weights = run.weights(weights)
         self.classes = run.class_names()

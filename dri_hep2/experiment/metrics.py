@@ -9,7 +9,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from . import ledger, paper, stats
+from .. import ledger, paper
+from . import stats
 
 # Table 3(b): which classifier branches (FC1, FC2, FC3) each DRI_x fuses.
 COMBOS: dict[str, tuple[int, ...]] = {"3": (3,), "1+3": (1, 3), "2+3": (2, 3), "1+2+3": (1, 2, 3)}

@@ -25,12 +25,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 import numpy as np  # noqa: E402
 
-from . import atomic, caffe_env, evaluate, ledger  # noqa: E402
-from .caffe_env import Gpus  # noqa: E402
-from .data.folder import DataFolder  # noqa: E402
-from .errors import UserError  # noqa: E402
-from .net import proto  # noqa: E402
-from .run import RunDir  # noqa: E402
+from .. import atomic, ledger
+from ..engine import caffe_env
+from ..experiment import evaluate  # noqa: E402
+from ..gpus import Gpus  # noqa: E402
+from ..data.folder import DataFolder  # noqa: E402
+from ..errors import UserError  # noqa: E402
+from ..net import proto  # noqa: E402
+from ..experiment.run import RunDir  # noqa: E402
 
 def montage_name(class_name: str) -> str:
     return f"{class_name}.png"

@@ -25,13 +25,13 @@ import shutil
 import tarfile
 from pathlib import Path
 
-from . import atomic, ledger, paper, schedules
-from .data import build as data_build
-from .data import lmdb_io, synthetic
-from .data.folder import DataFolder
-from .data.split import SPLITS
-from .errors import UserError
-from .net import bench, build, describe, proto, solver
+from .. import atomic, ledger, paper, schedules
+from ..data import build as data_build
+from ..data import lmdb_io, synthetic
+from ..data.folder import DataFolder
+from ..data.split import SPLITS
+from ..errors import UserError
+from ..net import bench, build, describe, proto, solver
 
 TEST_BATCH = 24
 SGEMM = {"gpu": 8192, "cpu": 2048}

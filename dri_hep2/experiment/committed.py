@@ -5,8 +5,8 @@ from pathlib import Path
 
 from .. import atomic, paper, schedules
 from ..data.split import i3a_val_size
-from ..run import RunDir
-from . import build, proto, solver
+from .run import RunDir
+from ..net import build, proto, solver
 
 
 def committed_paths(variant: str) -> dict[str, str]:

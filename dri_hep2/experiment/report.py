@@ -13,12 +13,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 import numpy as np  # noqa: E402
 
-from . import atomic, caffe_env, caffe_log, paper, series, stats  # noqa: E402
+from .. import atomic, ledger, paper  # noqa: E402
+from ..engine import caffe_env, caffe_log  # noqa: E402
+from . import series, stats  # noqa: E402
 from .metrics import COMBOS, FULL_COMBO  # noqa: E402
 from .run import RunDir  # noqa: E402
 
 ABLATION_PAGE = "ablation.md"
-ASSUMPTIONS = caffe_env.REPO_ROOT / "ASSUMPTIONS.md"
 
 
 def _pct(value: float | None) -> str:
@@ -248,7 +249,7 @@ def run_page(run: RunDir) -> str:
                "paper leaves open (ledger N7, N8, N14)."),
               "- Every choice the paper leaves open (Fig. 1 and Fig. 2 are lost, solver "
               f"details unstated) is a row of the [assumptions ledger]"
-              f"({_link(ASSUMPTIONS, run.path)}).", ""]
+              f"({_link(ledger.PAGE, run.path)}).", ""]
     return "\n".join(lines)
 
 
@@ -311,7 +312,7 @@ def ablation_page(evals: Mapping[str, Mapping], page_dir: Path,
                      f"{_seed_spread(run_dirs.get(variant)) if run_dirs else '-'} |")
     lines += ["", "The paper's ordering: Shallow Inception < SRI < Inception < DRI. "
               f"Differences from the paper: [assumptions ledger]"
-              f"({_link(ASSUMPTIONS, page_dir)}).", ""]
+              f"({_link(ledger.PAGE, page_dir)}).", ""]
     return "\n".join(lines)
 
 

@@ -7,12 +7,13 @@ import dataclasses
 import shutil
 from pathlib import Path
 
-from . import atomic, evaluate, paper, report, train
+from .. import atomic, paper
+from . import evaluate, report, train
 from . import series as series_mod
-from .caffe_env import Gpus
-from .data import build, formats
-from .data.folder import DataFolder
-from .errors import UserError
+from ..gpus import Gpus
+from ..data import build, formats
+from ..data.folder import DataFolder
+from ..errors import UserError
 from .run import snapshot_iteration
 from .series import SeriesDir
 

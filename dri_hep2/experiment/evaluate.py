@@ -13,14 +13,16 @@ from pathlib import Path
 
 import numpy as np
 
-from . import atomic, caffe_env, ledger, metrics, paper, stats
-from .caffe_env import Gpus
-from .data import lmdb_io
+from .. import atomic, ledger, paper
+from ..engine import caffe_env
+from . import metrics, stats
+from ..gpus import Gpus
+from ..data import lmdb_io
 # Transform lives beside the decoder it follows, in a module without pycaffe (ONNX predict).
-from .data.cells import Transform  # noqa: F401  (evaluate.Transform, as before)
-from .data.folder import DataFolder
-from .errors import UserError
-from .net import proto
+from ..data.cells import Transform  # noqa: F401  (evaluate.Transform, as before)
+from ..data.folder import DataFolder
+from ..errors import UserError
+from ..net import proto
 from .run import RunDir, snapshot_iteration
 
 # The outputs each reading of the sum layer adds (section 2.1; ledger N13): the branches'

@@ -6,14 +6,13 @@
 from __future__ import annotations
 
 import os
-import re
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UserError
+from ..errors import UserError
+from ..folders import REPO_ROOT
+from ..gpus import Gpus
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 class CaffeNotFound(UserError):
@@ -39,7 +38,7 @@ def _engine_environment() -> None:
     """The BLAS kernel and OpenMP settings every Caffe of the toolkit runs with (dri_hep2.engine,
     ledger B11): put into os.environ before a `caffe` subprocess inherits it or pycaffe loads
     OpenBLAS and libgomp, which read them once."""
-    from . import engine
+    from . import environment as engine
     engine.apply()
 
 
@@ -78,47 +77,6 @@ def pycaffe(quiet: bool = True):
         if saved is None:
             os.environ.pop("GLOG_minloglevel", None)
     return caffe
-
-
-@dataclass(frozen=True)
-class Gpus:
-    """make's GPU=: empty for the CPU, a device id (`0`), a list (`0,1`) or `all`.
-
-    Parsed once, from the command line; `flag` is what `caffe train -gpu` takes, `first` the
-    device a pycaffe process (evaluation, prediction) uses.
-    """
-    ids: tuple[int, ...] = ()
-    all: bool = False
-
-    _PATTERN = re.compile(r"^(all|\d+(,\d+)*)$")
-
-    @classmethod
-    def parse(cls, text: str | None) -> "Gpus":
-        text = (text or "").strip()
-        if not text:
-            return cls()
-        if not cls._PATTERN.match(text):
-            raise UserError(f"GPU={text!r}: give a device id or list like 0 or 0,1 (or all); "
-                            "leave it empty for the CPU")
-        if text == "all":
-            return cls(all=True)
-        return cls(tuple(int(i) for i in text.split(",")))
-
-    def __bool__(self) -> bool:
-        return self.all or bool(self.ids)
-
-    def __str__(self) -> str:
-        return self.flag
-
-    @property
-    def flag(self) -> str:
-        return "all" if self.all else ",".join(map(str, self.ids))
-
-    @property
-    def first(self) -> int | None:
-        if self.all:
-            return 0
-        return self.ids[0] if self.ids else None
 
 
 def use_device(gpus: Gpus = Gpus()):

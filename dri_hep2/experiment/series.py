@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import atomic, ledger, paper, stats
-from .errors import UserError
-from .folders import Folder, member
+from .. import atomic, ledger, paper
+from . import stats
+from ..errors import UserError
+from ..folders import Folder, member
 from .metrics import COMBOS
 from .run import RunDir
 

@@ -19,11 +19,12 @@ import re
 import subprocess
 from pathlib import Path
 
-from . import atomic, caffe_env
-from .classes import ClassList
-from .data.folder import DataFolder
-from .errors import UserError
-from .folders import Folder, member
+from .. import atomic
+from ..engine import caffe_env
+from ..classes import ClassList
+from ..data.folder import DataFolder
+from ..errors import UserError
+from ..folders import REPO_ROOT, Folder, member
 
 _ITER_OF = re.compile(r"_iter_(\d+)\.(solverstate|caffemodel)$")
 
@@ -51,7 +52,7 @@ def git_commit() -> dict[str, object]:
         # No git (a container) or no repository (a copied tree): the run is recorded without
         # a commit rather than refused.
         try:
-            out = subprocess.run(["git", *args], cwd=caffe_env.REPO_ROOT, capture_output=True,
+            out = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True,
                                  text=True)
         except FileNotFoundError:
             return ""

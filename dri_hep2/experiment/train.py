@@ -17,13 +17,15 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from . import atomic, caffe_env, caffe_log, ledger, report, schedules
-from .caffe_env import Gpus
-from .data import lmdb_io
-from .data.folder import DataFolder
-from .errors import UserError
-from .net import build, proto, solver
-from .net.options import NetOptions
+from .. import atomic, ledger, schedules
+from ..engine import caffe_env, caffe_log
+from . import report
+from ..gpus import Gpus
+from ..data import lmdb_io
+from ..data.folder import DataFolder
+from ..errors import UserError
+from ..net import build, proto, solver
+from ..net.options import NetOptions
 from .run import RunDir, snapshot_iteration
 
 

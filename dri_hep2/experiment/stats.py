@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import ledger
+from .. import ledger
 
 Z95 = 1.959963984540054          # two-sided 95 % quantile of the standard normal
 

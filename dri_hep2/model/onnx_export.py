@@ -38,13 +38,15 @@ from pathlib import Path
 
 import numpy as np
 
-from . import atomic, caffe_env, evaluate, ledger, paper
-from .caffe_env import Gpus
-from .data.folder import DataFolder
-from .errors import UserError
-from .net import proto
+from .. import atomic, ledger, paper
+from ..engine import caffe_env
+from ..experiment import evaluate
+from ..gpus import Gpus
+from ..data.folder import DataFolder
+from ..errors import UserError
+from ..net import proto
 from .onnx_model import FORMAT, ExportFolder, onnxruntime, session
-from .run import RunDir, snapshot_iteration
+from ..experiment.run import RunDir, snapshot_iteration
 
 SUPPORTED = ("Input", "Convolution", "BatchNorm", "Scale", "PReLU", "ReLU", "Pooling", "Slice",
              "Eltwise", "Concat", "InnerProduct", "Dropout", "Softmax")
