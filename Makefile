@@ -25,6 +25,11 @@ RUN_DIR    ?= results/$(NET)
 I3A        ?=
 WEIGHTS    ?=
 NET_ARGS   ?=
+# MAX_ITER= / SNAPSHOT=: a schedule's iteration count and snapshot interval overridden, for
+# every target that trains (recorded in each run's manifest).
+MAX_ITER   ?=
+SNAPSHOT   ?=
+OVERRIDES   = $(if $(MAX_ITER),--max-iter $(MAX_ITER)) $(if $(SNAPSHOT),--snapshot $(SNAPSHOT))
 PYTEST_ARGS ?=
 
 VENV_STAMP  := $(VENV)/.installed
@@ -139,7 +144,7 @@ bench-engine: setup  ## the engine patches measured in one run: stock Caffe (CAF
 .PHONY: train eval report
 
 train: setup  ## caffe train NET with SCHEDULE (paper|short) on DATA_DIR into RUN_DIR; GPU=0 or 0,1; reruns resume
-	$(PY) tools/train.py --net $(NET) --schedule $(SCHEDULE) --data-dir $(DATA_DIR) --run-dir $(RUN_DIR) --gpu "$(GPU)" $(NET_ARGS)
+	$(PY) tools/train.py --net $(NET) --schedule $(SCHEDULE) --data-dir $(DATA_DIR) --run-dir $(RUN_DIR) --gpu "$(GPU)" $(OVERRIDES) $(NET_ARGS)
 
 eval: setup  ## RUN_DIR's newest snapshot (or WEIGHTS=) on the test split: eval.json, eval.md, confusion.png
 	$(PY) tools/evaluate.py --run-dir $(RUN_DIR) --data-dir $(DATA_DIR) $(if $(WEIGHTS),--weights $(WEIGHTS)) --gpu "$(GPU)"
@@ -160,17 +165,52 @@ demo: setup  ## the main job on a CPU: synthetic replica, data, short DRI traini
 	$(PY) tools/demo.py --data-dir $(DEMO_DATA_DIR) --run-dir $(DEMO_RUN_DIR)
 
 seeds: setup  ## N runs of NET/SCHEDULE differing only in Caffe's seed (VARY_SPLIT=1: the split too) into RUN_DIR-seeds, summary page
-	$(PY) tools/seeds.py --net $(NET) --schedule $(SCHEDULE) --data-dir $(DATA_DIR) --run-dir $(RUN_DIR) -n $(N) $(if $(VARY_SPLIT),--vary-split) --gpu "$(GPU)" $(NET_ARGS)
+	$(PY) tools/seeds.py --net $(NET) --schedule $(SCHEDULE) --data-dir $(DATA_DIR) --run-dir $(RUN_DIR) -n $(N) $(if $(VARY_SPLIT),--vary-split) --gpu "$(GPU)" $(OVERRIDES) $(NET_ARGS)
 
 demo-seeds: demo  ## the demo's figure as a range: N seeds of the demo into results/demo-seeds (its page shows them)
 	$(MAKE) seeds NET=dri SCHEDULE=short DATA_DIR=$(DEMO_DATA_DIR) RUN_DIR=$(DEMO_RUN_DIR) N=$(N)
 
 ablation: setup  ## Table 3(a): the four variants with SCHEDULE (SEEDS=N: seed series) into results/, results/ablation.md
-	$(PY) tools/ablation.py --schedule $(SCHEDULE) --data-dir $(DATA_DIR) --results results --gpu "$(GPU)" $(if $(SEEDS),--seeds $(SEEDS))
+	$(PY) tools/ablation.py --schedule $(SCHEDULE) --data-dir $(DATA_DIR) --results results --gpu "$(GPU)" $(if $(SEEDS),--seeds $(SEEDS)) $(OVERRIDES)
 
 cv: setup  ## cross-validation of NET from I3A=<dir> (PROTOCOL=kfold K=5 | PROTOCOL=loso) with SCHEDULE into CV_DIR/fold-K, summary CV_DIR/README.md; reruns resume
 	@if [ -z "$(I3A)" ]; then echo "make cv needs I3A=<input folder> (any layout of make data)"; exit 2; fi
-	$(PY) tools/cv.py --source $(I3A) --protocol $(PROTOCOL) $(if $(K),--folds $(K)) --net $(NET) --schedule $(SCHEDULE) --cv-dir $(CV_DIR) --data-root $(DATA_DIR)/cv/$(notdir $(CV_DIR)) $(if $(SEED),--seed $(SEED)) $(if $(FORMAT),--format $(FORMAT)) --gpu "$(GPU)" $(DATA_ARGS) $(NET_ARGS)
+	$(PY) tools/cv.py --source $(I3A) --protocol $(PROTOCOL) $(if $(K),--folds $(K)) --net $(NET) --schedule $(SCHEDULE) --cv-dir $(CV_DIR) --data-root $(DATA_DIR)/cv/$(notdir $(CV_DIR)) $(if $(SEED),--seed $(SEED)) $(if $(FORMAT),--format $(FORMAT)) --gpu "$(GPU)" $(OVERRIDES) $(DATA_ARGS) $(NET_ARGS)
+
+# --- sweeps: grids of runs, here or on a Slurm cluster ----------------------------------------
+# docs/sweeps.md. SCHEDULER=local trains the grid here; SCHEDULER=slurm submits it as one job
+# array (and a summary job after it) and returns. SLURM_* or a SLURM_CONFIG file of
+# `key = value` lines (partition, account, time, mem, cpus_per_task, max_parallel,
+# signal_seconds, gres) say how; MAX_PARALLEL throttles the array.
+NETS           ?= dri
+SCHEDULER      ?= local
+SWEEP_DIR      ?= results/sweep
+SLURM_CONFIG   ?=
+SLURM_PARTITION ?=
+SLURM_ACCOUNT  ?=
+SLURM_TIME     ?=
+SLURM_MEM      ?=
+SLURM_CPUS     ?=
+MAX_PARALLEL   ?=
+SLURM_STATE    ?= $(HOME)/.cache/dri-hep2/slurm
+SLURM_ARGS = $(foreach v,partition:SLURM_PARTITION account:SLURM_ACCOUNT time:SLURM_TIME \
+  mem:SLURM_MEM cpus-per-task:SLURM_CPUS max-parallel:MAX_PARALLEL slurm-config:SLURM_CONFIG,\
+  $(if $($(word 2,$(subst :, ,$(v)))),--$(word 1,$(subst :, ,$(v))) $($(word 2,$(subst :, ,$(v))))))
+.PHONY: sweep sweep-status slurm-up slurm-down
+
+sweep: setup  ## NETS=dri,sri x SEEDS=N (x PROTOCOL=kfold K= folds of I3A=) in SWEEP_DIR; SCHEDULER=local|slurm; reruns go on
+	$(PY) tools/sweep.py run --sweep-dir $(SWEEP_DIR) --nets $(NETS) --seeds $(or $(SEEDS),1) --protocol $(PROTOCOL) $(if $(K),--folds $(K)) \
+	  --schedule $(SCHEDULE) --data-dir $(DATA_DIR) $(if $(I3A),--source $(I3A)) --scheduler $(SCHEDULER) --gpu "$(GPU)" $(OVERRIDES) $(SLURM_ARGS) $(NET_ARGS)
+
+sweep-status: venv  ## one line per run of SWEEP_DIR: pending, running at iteration K, finished with MCA, failed
+	$(PY) tools/sweep.py status --sweep-dir $(SWEEP_DIR)
+
+slurm-up:  ## a one-node Slurm cluster on this machine (munge, slurmctld, slurmd) to try SCHEDULER=slurm
+	tools/slurm_local.sh up $(SLURM_STATE)
+	@echo "then: export SLURM_CONF=$(SLURM_STATE)/slurm.conf (or: source $(SLURM_STATE)/env.sh)"
+
+slurm-down:  ## stop the cluster of make slurm-up
+	tools/slurm_local.sh down $(SLURM_STATE)
 
 # --- use a trained model -----------------------------------------------------------------------
 # A run (RUN_DIR) applied to new cells, exported to ONNX, explained and packaged; docs/using.md.

@@ -49,3 +49,18 @@ def gpu_arg(text: str) -> Gpus:
 def add_gpu(ap: argparse.ArgumentParser, help: str = "empty: CPU; 0 or 0,1: Caffe's -gpu "
             "list (a pycaffe tool uses the first)") -> None:
     ap.add_argument("--gpu", type=gpu_arg, default=Gpus(), help=help)
+
+
+def add_overrides(ap: argparse.ArgumentParser) -> None:
+    """--max-iter / --snapshot (make's MAX_ITER= / SNAPSHOT=): every tool that trains."""
+    group = ap.add_argument_group("schedule overrides", "recorded in each run's manifest; a "
+                                  "run with snapshots refuses other values")
+    group.add_argument("--max-iter", type=int, metavar="N",
+                       help="train N iterations instead of the schedule's")
+    group.add_argument("--snapshot", type=int, metavar="M",
+                       help="snapshot every M iterations instead of the schedule's interval")
+
+
+def overrides(args: argparse.Namespace) -> dict[str, int | None]:
+    """RunConfig's keyword arguments from add_overrides' options."""
+    return {"max_iter": args.max_iter, "snapshot": args.snapshot}

@@ -81,6 +81,14 @@ DEMO_SCALE = 0.1             # T1: `make demo`'s synthetic replica, a fraction o
 # T8: resamples of the stratified bootstrap behind MCA's 95 % interval (seeded by RANDOM_SEED).
 BOOTSTRAP_RESAMPLES = 2000
 
+# --- Sweeps: grids of runs, on this host or as Slurm job arrays (rows T10-T11) ----------------
+# T10: a sweep's seed-K trains with random_seed RANDOM_SEED + K - 1 (as `make seeds`), on the
+# one split of DATA_DIR, or, with PROTOCOL=kfold|loso, on each fold built with RANDOM_SEED.
+# T11: Slurm warns a task this many seconds before its time limit (USR1): Caffe snapshots,
+# the task requeues itself. One validation pass plus a snapshot of DRI on a GPU take well
+# under a minute; five minutes leave room for a slow shared file system.
+SLURM_SIGNAL_SECONDS = 300
+
 # --- Using a trained model: predict, export, explain, package (rows U*) -------------------------
 # U2: one call per specimen: arg-max of the mean of its cells' fused probabilities ("mean"),
 # or the class most of its cells are called ("vote").

@@ -25,6 +25,7 @@ def main(argv=None) -> int:
                     help="data folder of `make data` (lmdb/{train,val,test}, mean)")
     ap.add_argument("--run-dir", type=Path, help="output folder (default results/<net>)")
     cli.add_gpu(ap)
+    cli.add_overrides(ap)
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     options.add_arguments(ap.add_argument_group(
         "net knobs", "our choices for the lost Fig. 1 / Fig. 2 (ASSUMPTIONS.md); make passes "
@@ -32,7 +33,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     cfg = train.RunConfig(net=args.net, schedule=args.schedule, data_dir=args.data_dir,
                           run_dir=args.run_dir, gpus=args.gpu,
-                          net_options=options.from_arguments(args))
+                          net_options=options.from_arguments(args), **cli.overrides(args))
     session = train.train(cfg, progress=not args.no_progress)
     if session.outcome == "interrupted":
         return cli.interrupted(f"interrupted at iteration {session.last_iteration}, snapshot in "

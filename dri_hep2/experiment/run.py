@@ -3,6 +3,7 @@
     solver.prototxt, train_val.prototxt, deploy.prototxt   what Caffe ran (dri_hep2.train)
     snapshots/<net>_iter_<N>.{caffemodel,solverstate}      Caffe's snapshots
     train.log, log.csv, curves.png                         the log, parsed, plotted
+    train.lock                                             held while a training runs
     run_manifest.json                                      code, Caffe build, inputs, sessions
     eval.json, eval.md, confusion.png                      the evaluation (dri_hep2.evaluate)
     README.md                                              the results page (dri_hep2.report)
@@ -82,6 +83,7 @@ class RunDir(Folder):
     predictions = member("predict")
     package = member("package")
     demo_timing = member("demo_timing.json")
+    lock = member("train.lock")
 
     @classmethod
     def prototxts(cls) -> tuple[str, str, str]:

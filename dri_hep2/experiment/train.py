@@ -7,7 +7,9 @@ manifest. docs/training.md describes the run folder.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import os
 import signal
 import subprocess
@@ -29,6 +31,10 @@ from ..net.options import NetOptions
 from .run import RunDir, snapshot_iteration
 
 
+# What makes a training snapshot and stop: Ctrl-C, a scheduler's TERM, Slurm's USR1 warning.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
+
+
 class TrainingFailed(UserError):
     """`caffe train` exited with an error; the message ends with the tail of its log."""
 
@@ -43,9 +49,15 @@ class RunConfig:
     gpus: Gpus = Gpus()             # empty: CPU
     seed: int = ledger.RANDOM_SEED  # Caffe's random_seed: weight fillers, dropout (N14)
     net_options: NetOptions = NetOptions()     # the knobs of the lost figures (ledger N*)
+    max_iter: int | None = None     # MAX_ITER=: the schedule's iteration count overridden
+    snapshot: int | None = None     # SNAPSHOT=: the schedule's snapshot interval overridden
 
     def __post_init__(self):
         schedules.get(self.schedule)
+        for name in ("max_iter", "snapshot"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise UserError(f"{name.upper()}={value}: give a positive number of iterations")
         object.__setattr__(self, "data_dir", Path(self.data_dir))
         object.__setattr__(self, "run_dir", Path(self.run_dir or Path("results") / self.net))
 
@@ -56,6 +68,11 @@ class RunConfig:
     @property
     def data(self) -> DataFolder:
         return DataFolder(self.data_dir)
+
+    def overrides(self) -> dict[str, int]:
+        """The schedule's numbers this run overrides (recorded in the run manifest)."""
+        return {name: value for name in ("max_iter", "snapshot")
+                if (value := getattr(self, name)) is not None}
 
 
 @dataclass
@@ -81,6 +98,11 @@ def build_run_files(cfg: RunConfig) -> dict[str, str]:
                                  snapshot_prefix=run.snapshot_prefix(cfg.net),
                                  val_size=lmdb_io.lmdb_entries(data.lmdb("val")),
                                  random_seed=cfg.seed)
+    # MAX_ITER= / SNAPSHOT=: a shorter or longer run of the same schedule (its learning-rate
+    # steps stay where the schedule puts them). Written into solver.prototxt, so a rerun with
+    # other values on a run with snapshots is refused by check_unchanged.
+    for name, value in cfg.overrides().items():
+        setattr(solver_param, name, value)
     # The CLI's -gpu flag alone picks the device: with solver_mode GPU in the file, Caffe
     # would take GPU 0 even when GPU= is empty (caffe.cpp, train()).
     solver_param.solver_mode = solver_param.CPU
@@ -130,9 +152,10 @@ def run_caffe(run: RunDir | str | Path, gpus: Gpus = Gpus(), data: DataFolder | 
     """Run `caffe train` on the run's solver, resuming from the newest .solverstate.
 
     The glog output is appended to train.log; a tqdm bar follows the iterations. Ctrl-C
-    (SIGINT) reaches Caffe, whose default `-sigint_effect stop` ends the solve and, with
-    `snapshot_after_train` (default true), snapshots the current iteration first; this process
-    waits for that snapshot before it returns with outcome `interrupted`.
+    (SIGINT), SIGTERM and SIGUSR1 (STOP_SIGNALS) reach Caffe as SIGINT, whose `-sigint_effect
+    stop` ends the solve and, with `snapshot_after_train` (default true), snapshots the current
+    iteration first; this process waits for that snapshot before it returns with outcome
+    `interrupted`.
     """
     run = RunDir(run)
     last = max_iter(run)
@@ -187,9 +210,11 @@ def _follow(run: RunDir, session: Session, start_iter: int, total: int,
                dynamic_ncols=True, desc=run.name)
     interrupted = False
 
-    def on_sigint(signum, frame):
-        # A terminal's Ctrl-C reaches Caffe too; a SIGINT sent to this process alone is passed
-        # on. Either way this process keeps reading until Caffe has snapshotted and exited.
+    def on_stop(signum, frame):
+        # A terminal's Ctrl-C reaches Caffe too; a SIGINT sent to this process alone, a
+        # scheduler's SIGTERM or Slurm's SIGUSR1 before the time limit (docs/sweeps.md) is
+        # passed on as SIGINT, on which Caffe snapshots and stops (-sigint_effect=stop).
+        # Either way this process keeps reading until Caffe has snapshotted and exited.
         nonlocal interrupted
         interrupted = True
         if proc.poll() is None:
@@ -200,7 +225,7 @@ def _follow(run: RunDir, session: Session, start_iter: int, total: int,
         log.write(f"# {_now()} {' '.join(session.command)}\n")
         proc = subprocess.Popen(session.command, cwd=run.path, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, bufsize=1)
-        previous = signal.signal(signal.SIGINT, on_sigint)
+        previous = {sig: signal.signal(sig, on_stop) for sig in STOP_SIGNALS}
         try:
             for line in proc.stdout:
                 log.write(line)
@@ -215,19 +240,43 @@ def _follow(run: RunDir, session: Session, start_iter: int, total: int,
                 elif "Optimization stopped early" in line:
                     interrupted = True
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
         returncode = proc.wait()
     bar.close()
     return returncode, interrupted
 
 
-def train(cfg: RunConfig, progress: bool = True) -> Session:
-    """`make train`: write the run's files, then train (or resume) with the caffe CLI."""
+def train(cfg: RunConfig, progress: bool = True, manifest_extra: dict | None = None) -> Session:
+    """`make train`: write the run's files, then train (or resume) with the caffe CLI.
+    `manifest_extra` adds keys to the run manifest (a sweep's fingerprint of the run)."""
     caffe_env.require_gpu_build(cfg.gpus)
-    run = prepare(cfg)
-    return run_caffe(run, cfg.gpus, data=cfg.data,
-                     manifest_extra={"net": cfg.net, "schedule": cfg.schedule,
-                                     "gpu": cfg.gpus.flag, "seed": cfg.seed,
-                                     "net_options": cfg.net_options.changed(),
-                                     "classes": cfg.data.classes().manifest()},
-                     progress=progress)
+    with run_lock(cfg.run):
+        run = prepare(cfg)
+        return run_caffe(run, cfg.gpus, data=cfg.data,
+                         manifest_extra={"net": cfg.net, "schedule": cfg.schedule,
+                                         "gpu": cfg.gpus.flag, "seed": cfg.seed,
+                                         "net_options": cfg.net_options.changed(),
+                                         "overrides": cfg.overrides(),
+                                         "classes": cfg.data.classes().manifest(),
+                                         **(manifest_extra or {})},
+                         progress=progress)
+
+
+@contextlib.contextmanager
+def run_lock(run: RunDir):
+    """Hold the run folder's lock while training: a second training of the same folder (two
+    `make train`, two sweep tasks of one run) is refused instead of writing the same
+    snapshots. An flock: released by the kernel when the process dies, so a killed run leaves
+    no stale lock."""
+    run.path.mkdir(parents=True, exist_ok=True)
+    with open(run.lock, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"{run.path} is being trained by another process (it holds "
+                            f"{run.lock}): wait for it, or stop it first") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
