@@ -12,17 +12,17 @@ import subprocess
 
 import pytest
 
-from dri_hep2.engine import blas, caffe_env
+from dri_hep2.engine import blas_cpu, blas_probe, blas_verdict, caffe_env, environment
 
 AVX512 = {"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"}
 
 
 @pytest.fixture(scope="module")
 def library():
-    lib = blas.caffe_library()
+    lib = blas_verdict.caffe_library(caffe_env.caffe_home())
     if lib is None:
         pytest.skip("no libcaffe: run 'make setup'")
-    path = blas.openblas_of(lib)
+    path = blas_verdict.openblas_of(lib)
     if path is None:
         pytest.skip(f"{lib} does not load libopenblas (another BLAS): no kernel to choose")
     return path
@@ -30,7 +30,7 @@ def library():
 
 @pytest.fixture(scope="module")
 def flags():
-    return blas.cpu_info()[1]
+    return blas_cpu.cpu_info()[1]
 
 
 def caffe_core(env: dict[str, str]) -> str:
@@ -45,36 +45,36 @@ def caffe_core(env: dict[str, str]) -> str:
 
 
 def test_kernels_follow_the_cpu_flags():
-    assert blas.best_kernel(AVX512 | {"avx512_bf16", "avx2", "fma", "avx"}) == "Cooperlake"
-    assert blas.best_kernel(AVX512 | {"avx2", "fma", "avx"}) == "SkylakeX"
-    assert blas.best_kernel({"avx2", "fma", "avx"}) == "Haswell"
-    assert blas.best_kernel({"avx2", "avx"}) == "Sandybridge"      # no FMA: no Haswell kernel
-    assert blas.best_kernel({"sse2", "sse3"}) is None
+    assert blas_cpu.best_kernel(AVX512 | {"avx512_bf16", "avx2", "fma", "avx"}) == "Cooperlake"
+    assert blas_cpu.best_kernel(AVX512 | {"avx2", "fma", "avx"}) == "SkylakeX"
+    assert blas_cpu.best_kernel({"avx2", "fma", "avx"}) == "Haswell"
+    assert blas_cpu.best_kernel({"avx2", "avx"}) == "Sandybridge"      # no FMA: no Haswell kernel
+    assert blas_cpu.best_kernel({"sse2", "sse3"}) is None
     # The issue's case: Prescott on an AVX-512 CPU wants every better class, best first.
-    assert blas.candidates_for(AVX512 | {"avx2", "fma", "avx"}, "Prescott") == \
+    assert blas_cpu.candidates_for(AVX512 | {"avx2", "fma", "avx"}, "Prescott") == \
         ["SkylakeX", "Haswell", "Sandybridge"]
-    assert blas.candidates_for(AVX512 | {"avx2", "fma", "avx"}, "SkylakeX") == []
-    assert blas.candidates_for(AVX512 | {"avx2", "fma", "avx"}, "Haswell") == ["SkylakeX"]
+    assert blas_cpu.candidates_for(AVX512 | {"avx2", "fma", "avx"}, "SkylakeX") == []
+    assert blas_cpu.candidates_for(AVX512 | {"avx2", "fma", "avx"}, "Haswell") == ["SkylakeX"]
 
 
 def test_own_kernel_matches_numpy_float64(library):
-    p = blas.probe(library, None, repeats=1)
+    p = blas_probe.probe(library, None, repeats=1)
     assert p.failure is None, p.failure
     assert 0 <= p.error_ratio <= 1.0
-    assert p.core in blas.KERNEL_CLASS
+    assert p.core in blas_cpu.KERNEL_CLASS
 
 
 def test_best_kernel_for_this_cpu_is_verified(library, flags):
-    best = blas.best_kernel(flags)
+    best = blas_cpu.best_kernel(flags)
     if best is None:
         pytest.skip("this CPU has no AVX: OpenBLAS has no better kernel to offer")
-    p = blas.probe(library, best, repeats=1)
+    p = blas_probe.probe(library, best, repeats=1)
     assert p.ok, p.failure
     assert p.core == best and p.error_ratio <= 1.0
 
 
 def test_unknown_kernel_name_is_rejected(library):
-    p = blas.probe(library, "NoSuchCore", repeats=1)
+    p = blas_probe.probe(library, "NoSuchCore", repeats=1)
     assert not p.ok
     assert "not taken" in p.failure
 
@@ -82,17 +82,17 @@ def test_unknown_kernel_name_is_rejected(library):
 def test_a_fallback_to_prescott_is_fixed(library, flags):
     """Decide as on the issue's Xeon, where OpenBLAS picked Prescott by itself: the choice must
     be the best class this CPU has, verified and faster, and `caffe` must run it."""
-    best = blas.best_kernel(flags)
+    best = blas_cpu.best_kernel(flags)
     if best is None:
         pytest.skip("this CPU has no AVX: nothing better than Prescott")
-    prescott = blas.probe(library, "Prescott", repeats=2)
+    prescott = blas_probe.probe(library, "Prescott", repeats=2)
     assert prescott.ok, prescott.failure
     prescott.requested = None           # as if OpenBLAS had chosen it on its own
-    v = blas.decide(library, detected=prescott)
+    v = blas_verdict.decide(library, detected=prescott)
     assert v.chosen is not None, v.reason
-    assert blas.kernel_class(v.chosen) == blas.kernel_class(best)
+    assert blas_cpu.kernel_class(v.chosen) == blas_cpu.kernel_class(best)
     chosen = next(p for p in v.candidates if p.requested == v.chosen)
-    assert chosen.gflops >= blas.MIN_SPEEDUP * prescott.gflops
+    assert chosen.gflops >= blas_verdict.MIN_SPEEDUP * prescott.gflops
     assert caffe_core(v.env()) == v.chosen
 
 
@@ -100,38 +100,40 @@ def test_caffe_runs_the_best_class_this_cpu_supports(library, flags, tmp_path, m
     """What the toolkit sets for every Caffe (blas_env) puts Caffe on the best class."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
-    core = caffe_core(blas.blas_env(library))
-    assert blas.kernel_class(core) == blas.kernel_class(blas.best_kernel(flags))
+    core = caffe_core(blas_verdict.blas_env(caffe_env.caffe_home()))
+    assert blas_cpu.kernel_class(core) == blas_cpu.kernel_class(blas_cpu.best_kernel(flags))
 
 
 def test_verdict_is_cached_per_cpu_and_library(library, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    first = blas.verdict(library)
+    first = blas_verdict.cached_verdict(library)
     assert not first.from_cache
     files = list((tmp_path / "dri-hep2" / "blas").glob("*.json"))
     assert len(files) == 1
     stamp = files[0].stat().st_mtime_ns
-    second = blas.verdict(library)
+    second = blas_verdict.cached_verdict(library)
     assert second.from_cache and second.chosen == first.chosen
     assert second.detected.core == first.detected.core
     assert files[0].stat().st_mtime_ns == stamp
     # Another CPU (other flags) is another key: the verdict is not reused there.
-    model, cpu_flags = blas.cpu_info()
-    assert blas.cache_key(library, model, cpu_flags - {"avx2"}) != files[0].stem
+    model, cpu_flags = blas_cpu.cpu_info()
+    assert blas_verdict.cache_key(library, model, cpu_flags - {"avx2"}) != files[0].stem
 
 
 def test_the_users_own_coretype_wins(library, monkeypatch):
     monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
-    assert blas.blas_env(library) == {}
+    assert blas_verdict.blas_env(caffe_env.caffe_home()) == {}
 
 
 def test_engine_env_adds_the_kernel_and_passive_openmp_but_keeps_the_users(library, tmp_path,
                                                                            monkeypatch):
-    from dri_hep2.engine import environment as engine
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
-    wanted = engine.caffe_env_vars({})
+    home = caffe_env.caffe_home()
+    wanted = environment.caffe_env_vars(home, {})
     assert wanted["OMP_WAIT_POLICY"] == "PASSIVE"
-    assert {k: v for k, v in wanted.items() if k != "OMP_WAIT_POLICY"} == blas.blas_env(library)
-    assert "OMP_WAIT_POLICY" not in engine.caffe_env_vars({"OMP_WAIT_POLICY": "ACTIVE"})
-    assert "OMP_WAIT_POLICY" not in engine.caffe_env_vars({"GOMP_SPINCOUNT": "0"})
+    assert {k: v for k, v in wanted.items() if k != "OMP_WAIT_POLICY"} == \
+        blas_verdict.blas_env(home)
+    assert "OMP_WAIT_POLICY" not in environment.caffe_env_vars(home, {"OMP_WAIT_POLICY": "ACTIVE"})
+    assert "OMP_WAIT_POLICY" not in environment.caffe_env_vars(home, {"GOMP_SPINCOUNT": "0"})
+

@@ -7,8 +7,8 @@ plus environment variables. The default configurations use the builds given:
 
   stock, Prescott        stock build, OPENBLAS_CORETYPE=Prescott (the issue's fallback, forced)
   stock, own kernel      stock build, OpenBLAS's own choice on this machine
-  stock, chosen kernel   stock build, dri_hep2.blas.blas_env() (only if it differs)
-  openmp                 build "openmp" (patch 10), with dri_hep2.engine's environment
+  stock, chosen kernel   stock build, engine.blas_verdict.blas_env() (only if it differs)
+  openmp                 build "openmp" (patch 10), with engine.environment's variables
                          (chosen kernel, OMP_WAIT_POLICY=PASSIVE) as the toolkit runs it
   openmp, 1 thread       the same with OMP_NUM_THREADS=1: patch 10's restructured loops alone
   batched                build "batched" (patch 11)
@@ -35,7 +35,7 @@ import os
 import platform
 from pathlib import Path
 
-from dri_hep2.engine import blas, environment as engine
+from dri_hep2.engine import blas_cpu, blas_rates, blas_verdict, caffe_env, environment
 from dri_hep2 import cli, paper
 from dri_hep2.net import bench, build, describe, profile
 
@@ -46,7 +46,7 @@ def loadavg() -> float:
 
 def default_configs(builds: dict[str, Path], chosen: dict[str, str],
                     run_env: dict[str, str]) -> list[tuple[str, str, dict]]:
-    """`chosen`: the BLAS variables; `run_env`: everything dri_hep2.engine sets."""
+    """`chosen`: the BLAS variables; `run_env`: everything engine.environment sets."""
     own: dict[str, str | None] = {"OPENBLAS_CORETYPE": None}
     configs = []
     if "stock" in builds:
@@ -102,8 +102,8 @@ def main(argv=None) -> int:
         builds[name] = caffe
     if not builds:
         ap.error("give at least one --caffe NAME=PREFIX")
-    chosen = blas.blas_env()
-    run_env = engine.caffe_env_vars()
+    chosen = blas_verdict.blas_env(caffe_env.caffe_home())
+    run_env = environment.caffe_env_vars(caffe_env.caffe_home())
     configs = ([parse_config(c) for c in args.config] if args.config
                else default_configs(builds, chosen, run_env))
     for _, b, _ in configs:
@@ -114,7 +114,7 @@ def main(argv=None) -> int:
     d = describe.describe(net_param=build.deploy(args.variant))
     gflop = args.batch * bench.train_flops_per_image(d) / 1e9
     print(f"{args.variant} TRAIN net, batch {args.batch}: {gflop:.1f} GFLOP per iteration; "
-          f"{os.cpu_count()} CPUs ({blas.cpu_info()[0]}); chosen BLAS env {chosen or '{}'}; "
+          f"{os.cpu_count()} CPUs ({blas_cpu.cpu_info()[0]}); chosen BLAS env {chosen or '{}'}; "
           f"load {loadavg():.2f}", flush=True)
 
     # SGEMM: numpy's and Caffe's under every kernel setting the configurations use.
@@ -126,9 +126,10 @@ def main(argv=None) -> int:
     sgemm = {"numpy": 0.0}
     runs: dict[str, list[dict]] = {name: [] for name, _, _ in configs}
     for r in range(args.repeats):
-        sgemm["numpy"] = max(sgemm["numpy"], blas.numpy_sgemm_gflops(repeats=args.sgemm_repeats))
+        sgemm["numpy"] = max(sgemm["numpy"],
+                             blas_rates.numpy_sgemm_gflops(repeats=args.sgemm_repeats))
         for key, (b, env) in sgemm_envs.items():
-            rate = blas.caffe_sgemm_gflops(builds[b], env, iterations=args.sgemm_repeats)
+            rate = blas_rates.caffe_sgemm_gflops(builds[b], env, iterations=args.sgemm_repeats)
             sgemm[f"caffe {key}"] = max(sgemm.get(f"caffe {key}", 0.0), rate)
         for name, b, env in configs:
             load = loadavg()

@@ -2,7 +2,9 @@
 """Report what the toolkit runs on: Caffe (version, build id, CPU/GPU), BLAS, Python, libraries.
 
 Exits 1 with a message naming each missing piece, so `make doctor` is the first thing to run
-when something fails on a new machine.
+when something fails on a new machine. `--blas` prints only the OpenBLAS kernel check (the
+verdict, the SGEMM rates, the environment every Caffe gets); `--refresh` decides the kernel
+again instead of reading the cached verdict; `--no-rates` skips the SGEMM measurements.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dri_hep2.engine import blas, caffe_env
+from dri_hep2.engine import blas_report, blas_verdict, caffe_env
 from dri_hep2 import cli
 
 
@@ -42,7 +44,16 @@ def _cuda_rows(info: dict[str, str]) -> list[tuple[str, str]]:
     return rows
 
 
-def collect() -> tuple[list[tuple[str, str]], list[str]]:
+def blas_rows(rates: bool = True) -> list[tuple[str, str]]:
+    """The OpenBLAS kernel check of the toolkit's Caffe (dri_hep2.engine.blas_report)."""
+    library = blas_verdict.caffe_openblas(caffe_env.caffe_home())
+    rows = blas_report.report(library)
+    if rates and library is not None:
+        rows.append(blas_report.rate_row(library, caffe_env.caffe_binary()))
+    return rows
+
+
+def collect(rates: bool = True) -> tuple[list[tuple[str, str]], list[str]]:
     rows: list[tuple[str, str]] = [("Python", sys.version.split()[0] + f" ({sys.executable})")]
     problems: list[str] = []
 
@@ -67,15 +78,37 @@ def collect() -> tuple[list[tuple[str, str]], list[str]]:
         rows.append(("pycaffe", str(Path(caffe.__file__).parent)))
         lib = next(caffe_env.caffe_home().glob("lib/libcaffe.so*"), None)
         rows.append(("BLAS", _blas_of(lib) if lib else "libcaffe.so not found"))
-        rows += blas.report()
+        rows += blas_rows(rates)
     except (caffe_env.CaffeNotFound, subprocess.CalledProcessError) as exc:
         problems.append(str(exc))
     return rows, problems
 
 
+def print_blas(rates: bool) -> None:
+    """`--blas`: the kernel check alone, and the OpenBLAS variables every Caffe gets."""
+    for name, value in blas_rows(rates):
+        print(f"{name:<20} {value}")
+    print("environment for Caffe:",
+          blas_verdict.blas_env(caffe_env.caffe_home()) or "{} (OpenBLAS's own choice)")
+
+
 def main(argv: list[str] | None = None) -> int:
-    argparse.ArgumentParser(description=__doc__).parse_args(argv)
-    rows, problems = collect()
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--blas", action="store_true",
+                    help="only Caffe's OpenBLAS kernel check: the verdict and the SGEMM rates")
+    ap.add_argument("--refresh", action="store_true",
+                    help="decide the OpenBLAS kernel again, ignoring the cached verdict")
+    ap.add_argument("--no-rates", action="store_true", help="skip the SGEMM rate measurements")
+    args = ap.parse_args(argv)
+    if args.refresh:
+        # Before anything sets the environment of a Caffe from the old verdict.
+        library = blas_verdict.caffe_openblas(caffe_env.caffe_home())
+        if library is not None:
+            blas_verdict.cached_verdict(library, refresh=True)
+    if args.blas:
+        print_blas(rates=not args.no_rates)
+        return 0
+    rows, problems = collect(rates=not args.no_rates)
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value}")

@@ -12,7 +12,7 @@ from pathlib import Path
 from ..errors import UserError
 from ..folders import REPO_ROOT
 from ..gpus import Gpus
-
+from . import environment
 
 
 class CaffeNotFound(UserError):
@@ -35,11 +35,10 @@ def caffe_binary() -> Path:
 
 
 def _engine_environment() -> None:
-    """The BLAS kernel and OpenMP settings every Caffe of the toolkit runs with (dri_hep2.engine,
-    ledger B11): put into os.environ before a `caffe` subprocess inherits it or pycaffe loads
-    OpenBLAS and libgomp, which read them once."""
-    from . import environment as engine
-    engine.apply()
+    """The BLAS kernel and OpenMP settings every Caffe of the toolkit runs with (`environment`,
+    ledger B11), for the CLI and pycaffe alike: put into os.environ before a `caffe` subprocess
+    inherits it or pycaffe loads OpenBLAS and libgomp, which read them once."""
+    environment.apply(caffe_home())
 
 
 def caffe_tool(name: str) -> Path:

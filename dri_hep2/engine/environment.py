@@ -1,7 +1,7 @@
 """The environment every Caffe the toolkit runs gets (issue 14): BLAS kernel and OpenMP.
 
-- The OpenBLAS kernel: `dri_hep2.blas.blas_env()` (OPENBLAS_CORETYPE where OpenBLAS fell back
-  to a generic kernel on a CPU that supports a better one, verified first).
+- The OpenBLAS kernel: `blas_verdict.blas_env(caffe_home)` (OPENBLAS_CORETYPE where OpenBLAS
+  fell back to a generic kernel on a CPU that supports a better one, verified first).
 - OpenMP (patch 10's loops, patch 11's per-image loops): OMP_WAIT_POLICY=PASSIVE. By default
   libgomp's idle threads spin for a while after each parallel region, without yielding; with
   OpenBLAS's own threads starting the next GEMM at once on the same two cores, and on a
@@ -12,14 +12,17 @@
 
 Variables that the user has set are never overridden.
 
-`apply()` puts them into os.environ: call it before pycaffe is imported (OpenBLAS and libgomp
-read them when they load) and before any Caffe subprocess is started (they inherit them).
+`apply(caffe_home)` puts them into os.environ: call it before pycaffe is imported (OpenBLAS and
+libgomp read them when they load) and before any Caffe subprocess is started (they inherit
+them). `caffe_env.caffe_binary()` and `caffe_env.pycaffe()` do, with their own caffe_home: the
+one place that computes this environment for the CLI and for pycaffe alike.
 """
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
-from . import blas
+from .blas_verdict import blas_env
 
 OPENMP_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
 # Any of these set by the user means they chose libgomp's waiting themselves.
@@ -35,17 +38,18 @@ def openmp_env(environ=None) -> dict[str, str]:
     return dict(OPENMP_ENV)
 
 
-def caffe_env_vars(environ=None) -> dict[str, str]:
-    """The variables to add to a Caffe process's environment (none that `environ` has)."""
+def caffe_env_vars(caffe_home: Path, environ=None) -> dict[str, str]:
+    """The variables to add to the environment of a process running the Caffe installed in
+    `caffe_home` (none that `environ` has)."""
     environ = os.environ if environ is None else environ
-    wanted = {**blas.blas_env(), **openmp_env(environ)}
+    wanted = {**blas_env(caffe_home), **openmp_env(environ)}
     return {k: v for k, v in wanted.items() if not environ.get(k)}
 
 
-def apply() -> dict[str, str]:
-    """Add caffe_env_vars() to os.environ, once per process; returns what was added."""
+def apply(caffe_home: Path) -> dict[str, str]:
+    """Add caffe_env_vars(caffe_home) to os.environ, once per process; returns what was added."""
     global _applied
     if _applied is None:
-        _applied = caffe_env_vars()
+        _applied = caffe_env_vars(caffe_home)
         os.environ.update(_applied)
     return _applied

@@ -75,9 +75,9 @@ def caffe_time(variant: str, batch_size: int = paper.BATCH_SIZE, iterations: int
 
 def best_sgemm() -> tuple[float, float, float]:
     """(best, Caffe's, numpy's) sgemm GFLOP/s, measured now."""
-    from ..engine import blas
+    from ..engine import blas_rates
 
-    caffe_rate, numpy_rate = sgemm_gflops(), blas.numpy_sgemm_gflops(SGEMM_SIZE)
+    caffe_rate, numpy_rate = sgemm_gflops(), blas_rates.numpy_sgemm_gflops(SGEMM_SIZE)
     return max(caffe_rate, numpy_rate), caffe_rate, numpy_rate
 
 
