@@ -6,6 +6,7 @@ announces (OPENBLAS_VERBOSE=2 prints "Core: <name>" when the library loads).
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -137,3 +138,75 @@ def test_engine_env_adds_the_kernel_and_passive_openmp_but_keeps_the_users(libra
     assert "OMP_WAIT_POLICY" not in environment.caffe_env_vars(home, {"OMP_WAIT_POLICY": "ACTIVE"})
     assert "OMP_WAIT_POLICY" not in environment.caffe_env_vars(home, {"GOMP_SPINCOUNT": "0"})
 
+
+# --- the decision and its cache, without Caffe: the probe replaced by its results -----------
+def _fake_probes(monkeypatch, results: dict[str | None, blas_probe.Probe]) -> list[str | None]:
+    """Make blas_verdict's probe answer from `results`; returns the kernels asked for."""
+    asked: list[str | None] = []
+
+    def fake(library, coretype, repeats=3, timeout=None):
+        asked.append(coretype)
+        return results[coretype]
+
+    monkeypatch.setattr(blas_verdict, "probe", fake)
+    return asked
+
+
+def _passed(requested, gflops):
+    return blas_probe.Probe(requested=requested, core=requested or "Prescott", error_ratio=0.2,
+                            gflops=gflops)
+
+
+AVX512_CPU = AVX512 | {"avx2", "fma", "avx"}
+
+
+def test_a_slower_candidate_is_not_forced_and_the_reason_says_so(monkeypatch, tmp_path):
+    asked = _fake_probes(monkeypatch, {None: _passed(None, 100.0),
+                                       "SkylakeX": _passed("SkylakeX", 105.0),
+                                       "Haswell": _passed("Haswell", 90.0),
+                                       "Sandybridge": _passed("Sandybridge", 50.0)})
+    v = blas_verdict.decide(tmp_path / "libopenblas.so", AVX512_CPU, "a CPU")
+    assert asked == [None, "SkylakeX", "Haswell", "Sandybridge"]
+    assert v.chosen is None and v.env() == {}
+    assert v.reason == ("SkylakeX passed but ran 105 GFLOP/s against 100: not forced; "
+                        "Haswell passed but ran 90 GFLOP/s against 100: not forced; "
+                        "Sandybridge passed but ran 50 GFLOP/s against 100: not forced")
+
+
+def test_the_first_faster_candidate_is_chosen(monkeypatch, tmp_path):
+    failed = blas_probe.Probe(requested="SkylakeX", failure="probe exited -4: SIGILL")
+    _fake_probes(monkeypatch, {None: _passed(None, 60.0), "SkylakeX": failed,
+                               "Haswell": _passed("Haswell", 200.0)})
+    v = blas_verdict.decide(tmp_path / "libopenblas.so", AVX512_CPU, "a CPU")
+    assert v.chosen == "Haswell" and v.env() == {"OPENBLAS_CORETYPE": "Haswell"}
+    assert v.reason.startswith("OpenBLAS picks Prescott on this CPU; Haswell verified")
+    assert [p.requested for p in v.candidates] == ["SkylakeX", "Haswell"]
+
+
+def test_no_candidate_passing_names_each_failure(monkeypatch, tmp_path):
+    _fake_probes(monkeypatch, {None: _passed(None, 60.0),
+                               **{k: blas_probe.Probe(requested=k, failure=f"{k} broke")
+                                  for k in ("SkylakeX", "Haswell", "Sandybridge")}})
+    v = blas_verdict.decide(tmp_path / "libopenblas.so", AVX512_CPU, "a CPU")
+    assert v.chosen is None
+    assert v.reason == ("no better kernel passed the check: SkylakeX: SkylakeX broke; "
+                        "Haswell: Haswell broke; Sandybridge: Sandybridge broke")
+
+
+def test_the_cached_verdict_round_trips_in_its_format(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    library = tmp_path / "libopenblas.so"
+    library.write_bytes(b"not a library")
+    _fake_probes(monkeypatch, {None: _passed(None, 60.0), "SkylakeX": _passed("SkylakeX", 200.0)})
+    monkeypatch.setattr(blas_verdict, "cpu_info", lambda: ("a CPU", frozenset(AVX512)))
+    first = blas_verdict.cached_verdict(library)
+    assert not first.from_cache and first.chosen == "SkylakeX"
+    [path] = (tmp_path / "cache" / "dri-hep2" / "blas").iterdir()
+    data = json.loads(path.read_text())
+    assert set(data) == {"library", "cpu_model", "best_for_cpu", "detected", "candidates",
+                         "chosen", "reason", "version"}
+    assert data["version"] == blas_verdict.VERDICT_VERSION and data["chosen"] == "SkylakeX"
+    monkeypatch.setattr(blas_verdict, "probe", None)     # a second decision would fail
+    second = blas_verdict.cached_verdict(library)
+    assert second.from_cache and second.chosen == "SkylakeX"
+    assert second.detected == first.detected and second.candidates == first.candidates
