@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from dri_hep2 import classes, cli, schedules
-from dri_hep2.experiment import cv
+from dri_hep2.experiment import cv, execute
 from dri_hep2.data import formats, replicas, synthetic
 from dri_hep2.net import proto
 from dri_hep2.experiment.run import RunDir
@@ -128,7 +128,7 @@ def test_make_cv_kfold_3_trains_every_fold_pools_resumes_and_refuses_a_changed_s
 @pytest.mark.slow
 def test_a_series_stopped_at_an_interrupted_fold_resumes_without_retraining(
         caffe, tmp_path, tiny_schedule, monkeypatch):
-    """When a fold's training ends interrupted (outcome from train.train; Caffe's own SIGINT
+    """When a fold's training ends interrupted (outcome from train.train, which every plan's cell calls; Caffe's own SIGINT
     snapshot and resume are tested in test_train.py) the series stops with no summary; the
     rerun trains no finished fold again, evaluates what is left and writes the summary. Grouped
     loso: no specimen is tested in two folds."""
@@ -136,20 +136,20 @@ def test_a_series_stopped_at_an_interrupted_fold_resumes_without_retraining(
     cfg = cv.CVConfig(source=source, protocol="loso", folds=2, net="sri",
                       schedule=tiny_schedule, cv_dir=tmp_path / "cv",
                       data_root=tmp_path / "data")
-    real_train = cv.train.train
+    real_train = execute.train.train
     calls = []
 
-    def interrupted_second(run_cfg, progress=True):
+    def interrupted_second(run_cfg, progress=True, manifest_extra=None):
         calls.append(run_cfg.run_dir)
-        session = real_train(run_cfg, progress)
+        session = real_train(run_cfg, progress, manifest_extra)
         if len(calls) == 2:
             session.outcome = "interrupted"
         return session
-    monkeypatch.setattr(cv.train, "train", interrupted_second)
+    monkeypatch.setattr(execute.train, "train", interrupted_second)
     assert cv.run_cv(cfg, progress=False) is None
     assert not cfg.cv.summary.exists() and not cfg.cv.fold(2).eval_json.exists()
     logs = [cfg.cv.fold(k).log.read_text() for k in (1, 2)]
-    monkeypatch.setattr(cv.train, "train", real_train)
+    monkeypatch.setattr(execute.train, "train", real_train)
     assert cv.run_cv(cfg, progress=False).path == cfg.cv.path
     assert [cfg.cv.fold(k).log.read_text() for k in (1, 2)] == logs
     summary = json.loads(cfg.cv.summary.read_text())

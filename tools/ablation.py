@@ -22,6 +22,7 @@ def main(argv=None) -> int:
     ap.add_argument("--results", type=Path, default=Path("results"),
                     help="parent of the run folders and of ablation.md")
     cli.add_gpu(ap)
+    cli.add_overrides(ap)
     ap.add_argument("--variants", nargs="+", default=list(paper.VARIANTS),
                     choices=list(paper.VARIANTS), help="a subset to (re)run")
     ap.add_argument("--seeds", type=int, default=None,
@@ -29,7 +30,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = ap.parse_args(argv)
     page = experiments.run_ablation(args.schedule, args.data_dir, args.results, args.gpu,
-                                    args.variants, args.seeds, progress=not args.no_progress)
+                                    args.variants, args.seeds, progress=not args.no_progress,
+                                    **cli.overrides(args))
     if page is None:
         return cli.INTERRUPTED      # run_ablation has said which variant stopped
     print(f"Table 3(a): {page}")

@@ -40,6 +40,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=ledger.RANDOM_SEED,
                     help="seed of the folds, the validation parts, the key order and Caffe")
     cli.add_gpu(ap)
+    cli.add_overrides(ap)
     ap.add_argument("--no-progress", action="store_true", help="no progress bars")
     data_options.add_reader_arguments(ap)
     data_options.add_augment_arguments(ap)
@@ -49,7 +50,7 @@ def main(argv=None) -> int:
                       net=args.net, schedule=args.schedule, cv_dir=args.cv_dir,
                       data_root=args.data_root, gpus=args.gpu, seed=args.seed,
                       net_options=options.from_arguments(args),
-                      build=data_options.build_kwargs(args))
+                      build=data_options.build_kwargs(args), **cli.overrides(args))
     done = cv.run_cv(cfg, progress=not args.no_progress)
     if done is None:
         return cli.interrupted()

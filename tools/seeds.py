@@ -30,12 +30,13 @@ def main(argv=None) -> int:
                     help="also vary the split seed (rebuilds DATA_DIR-split<seed> from the I3A "
                          "folder its manifest names)")
     cli.add_gpu(ap)
+    cli.add_overrides(ap)
     ap.add_argument("--no-progress", action="store_true", help="no progress bars")
     options.add_arguments(ap.add_argument_group("net knobs", "as for train.py (ASSUMPTIONS.md)"))
     args = ap.parse_args(argv)
     base = train.RunConfig(net=args.net, schedule=args.schedule, data_dir=args.data_dir,
                            run_dir=args.run_dir, gpus=args.gpu,
-                           net_options=options.from_arguments(args))
+                           net_options=options.from_arguments(args), **cli.overrides(args))
     series = experiments.run_series(base, args.n, args.vary_split,
                                     progress=not args.no_progress)
     if series is None:

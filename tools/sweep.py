@@ -18,7 +18,7 @@ from pathlib import Path
 from dri_hep2 import cli, paper, schedules
 from dri_hep2.data import split
 from dri_hep2.errors import UserError
-from dri_hep2.experiment import execute, slurm, sweep, sweep_page, sweep_status
+from dri_hep2.experiment import execute, slurm, sweep, sweep_local, sweep_page, sweep_status
 from dri_hep2.experiment.plan import Grid
 from dri_hep2.net import options
 
@@ -59,7 +59,7 @@ def _run(args) -> int:
                 net_options=options.from_arguments(args), gpus=args.gpu, **cli.overrides(args))
     folder = sweep.SweepDir(args.sweep_dir.resolve())
     if args.scheduler == "local":
-        if not sweep.run_local(grid, folder, progress=not args.no_progress):
+        if not sweep_local.run(grid, folder, progress=not args.no_progress):
             return cli.interrupted(f"sweep {folder.path} interrupted")
         print(f"sweep finished: {folder.page}")
         return 0

@@ -26,15 +26,15 @@ from pathlib import Path
 import numpy as np
 
 from .. import atomic, ledger, paper
-from . import evaluate, metrics, report, stats, train
+from . import execute, metrics, report, stats
 from ..gpus import Gpus
-from ..data import build, formats, split
-from ..data.folder import DataFolder
+from ..data import formats, split
 from ..errors import UserError
 from ..folders import Folder, member
 from .metrics import FULL_COMBO
 from ..net.options import NetOptions
-from .run import RunDir, RunMismatch, sha256
+from .plan import Grid
+from .run import RunDir
 
 
 class CVDir(Folder):
@@ -62,6 +62,8 @@ class CVConfig:
     seed: int = ledger.RANDOM_SEED      # folds, validation parts, key order and Caffe's seed
     net_options: NetOptions = NetOptions()
     build: dict = field(default_factory=dict)
+    max_iter: int | None = None         # MAX_ITER= / SNAPSHOT=: the schedule overridden
+    snapshot: int | None = None
 
     def __post_init__(self):
         if self.protocol not in split.FOLD_PROTOCOLS:
@@ -78,9 +80,17 @@ class CVConfig:
         return CVDir(self.cv_dir)
 
 
+    def grid(self) -> Grid:
+        """The series as a plan: one net, one seed (this series' seed), every fold."""
+        return Grid(nets=(self.net,), protocol=self.protocol, folds=self.folds,
+                    schedule=self.schedule, source=self.source, net_options=self.net_options,
+                    max_iter=self.max_iter, snapshot=self.snapshot, gpus=self.gpus,
+                    base_seed=self.seed)
+
+
 def run_cv(cfg: CVConfig, progress: bool = True) -> CVDir | None:
-    """Build, train, evaluate and report every fold, then the summary; None if a training was
-    interrupted (rerun to resume)."""
+    """Build every fold's data folder, then train, evaluate and report every fold (a plan
+    executed here), then the summary; None if a training was interrupted (rerun to resume)."""
     cv = cfg.cv
     options = dict(cfg.build)
     cells = formats.read_cells(cfg.source, options.get("format", "auto"),
@@ -90,24 +100,11 @@ def run_cv(cfg: CVConfig, progress: bool = True) -> CVDir | None:
     plan = _plan(cfg, cells, k)
     _check_plan(cv, plan)
     atomic.write_text(cv.plan, json.dumps(plan, indent=2) + "\n")
-    # The format is settled: the folds' builds need not detect (and announce) it again.
-    options["format"] = cells.format
-    for fold in range(1, k + 1):
-        data = DataFolder(cfg.data_root / f"fold-{fold}")
-        run = cv.fold(fold)
-        print(f"[cv] fold {fold}/{k}: data {data.path}, run {run.path}", flush=True)
-        build.build_dataset(cfg.source, data.path, protocol=cfg.protocol, folds=cfg.folds,
-                            fold=fold, seed=cfg.seed, progress=progress, announce=None,
-                            **options)
-        _check_same_data(run, data)
-        run_cfg = train.RunConfig(net=cfg.net, schedule=cfg.schedule, data_dir=data.path,
-                                  run_dir=run.path, gpus=cfg.gpus, seed=cfg.seed,
-                                  net_options=cfg.net_options)
-        if train.train(run_cfg, progress=progress).outcome != "finished":
-            return None
-        if not _evaluated(run, data):
-            evaluate.evaluate(run.path, data.path, gpus=cfg.gpus)
-            report.write_report(run.path)
+    grid = cfg.grid()
+    fold_data = execute.build_folds(grid, cfg.data_root, progress, options, cells=cells)
+    runs = grid.cells(lambda net, seed_k, fold: cv.fold(fold).path, fold_data=fold_data)
+    if not execute.run_local(runs, progress, label="cv"):
+        return None
     write_summary(cv)
     return cv
 
@@ -115,6 +112,8 @@ def run_cv(cfg: CVConfig, progress: bool = True) -> CVDir | None:
 def _plan(cfg: CVConfig, cells, k: int) -> dict:
     """What makes one series: a rerun with another of these must not mix with its folds."""
     options = {key: value for key, value in cfg.build.items() if key != "reader"}
+    overrides = {k: v for k, v in (("max_iter", cfg.max_iter), ("snapshot", cfg.snapshot))
+                 if v is not None}
     reader = cfg.build.get("reader", formats.ReaderOptions()).manifest(cells.format)
     return {"net": cfg.net, "schedule": cfg.schedule, "protocol": cfg.protocol,
             "folds": k, "folds_asked": cfg.folds, "seed": cfg.seed,
@@ -125,7 +124,9 @@ def _plan(cfg: CVConfig, cells, k: int) -> dict:
             "build": {key: (list(v) if isinstance(v, tuple) else v)
                       for key, v in options.items() if key != "format"},
             "data_root": str(cfg.data_root.resolve()),
-            "net_options": cfg.net_options.changed()}
+            "net_options": cfg.net_options.changed(),
+            # only when given, so that series made before overrides existed still match
+            **({"overrides": overrides} if overrides else {})}
 
 
 def _check_plan(cv: CVDir, plan: dict) -> None:
@@ -136,25 +137,6 @@ def _check_plan(cv: CVDir, plan: dict) -> None:
     if changed:
         raise UserError(f"{cv.plan} is a series with other settings ({', '.join(changed)} "
                         f"differ): give another CV_DIR, or delete {cv.path} to start over")
-
-
-def _check_same_data(run: RunDir, data: DataFolder) -> None:
-    """A fold with snapshots must resume on the data build it was trained on."""
-    if run.newest("solverstate") is None:
-        return
-    trained_on = run.read_manifest().get("sha256", {}).get("data manifest.json")
-    if trained_on and trained_on != sha256(data.manifest):
-        raise RunMismatch(f"{run.path} was trained on another build of {data.path} (its input "
-                          f"changed): delete {run.path} to train the fold again")
-
-
-def _evaluated(run: RunDir, data: DataFolder) -> bool:
-    """Whether eval.json is of the newest snapshot on this data folder."""
-    if not run.eval_json.is_file():
-        return False
-    result = json.loads(run.eval_json.read_text())
-    return (result.get("weights") == str(run.newest("caffemodel"))
-            and result.get("data_dir") == str(data.path.resolve()))
 
 
 # --- summary --------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..data import build
+from ..data import build, formats, split
 from ..data.folder import DataFolder
 from ..errors import UserError
 from . import evaluate, report, train
@@ -85,15 +85,16 @@ def run_local(cells: list[Cell], progress: bool = True, label: str = "run") -> b
 
 
 def build_folds(grid: Grid, data_root: Path, progress: bool = True,
-                options: dict | None = None) -> dict[int, Path]:
+                options: dict | None = None, cells=None) -> dict[int, Path]:
     """The data folder of every fold of a folded grid, built (or found up to date) before
     any training: `<data_root>/fold-K`. `options`: build_dataset's keyword arguments (the
-    input layout, the reader's and the augmentation's knobs)."""
-    from ..data import formats, split
+    input layout, the reader's and the augmentation's knobs); `cells`: the input already
+    read (formats.read_cells), if the caller has it."""
     options = dict(options or {})
-    cells = formats.read_cells(grid.source, options.get("format", "auto"),
-                               skip_bad=options.get("skip_bad", False),
-                               options=options.get("reader", formats.ReaderOptions()))
+    if cells is None:
+        cells = formats.read_cells(grid.source, options.get("format", "auto"),
+                                   skip_bad=options.get("skip_bad", False),
+                                   options=options.get("reader", formats.ReaderOptions()))
     k = split.fold_count(cells.records, grid.protocol, grid.folds)
     # The format is settled: the folds' builds need not detect (and announce) it again.
     options["format"] = cells.format

@@ -1,49 +1,45 @@
 """Experiments made of several runs: seed series (`make seeds`) and the Table 3(a) ablation
-(`make ablation`), with their summary pages. Each run is trained, evaluated and reported as
-`make train`, `make eval` and `make report` would; an interrupted experiment resumes."""
+(`make ablation`), with their summary pages. Each is a plan (dri_hep2.experiment.plan) in the
+folders these targets have always used, executed here (execute.run_local): every run trained,
+evaluated and reported as `make train`, `make eval` and `make report` would; a finished run is
+not trained or evaluated again, an interrupted experiment resumes."""
 from __future__ import annotations
 
-import dataclasses
 import shutil
 from pathlib import Path
 
 from .. import atomic, paper
-from . import evaluate, report, train
+from . import execute, report, train
 from . import series as series_mod
 from ..gpus import Gpus
 from ..data import build, formats
 from ..data.folder import DataFolder
 from ..errors import UserError
 from .run import snapshot_iteration
+from .plan import Grid
 from .series import SeriesDir
 
 
-def train_eval_report(cfg: train.RunConfig, progress: bool = True) -> bool:
-    """One run from training to its results page; False if the training was interrupted."""
-    if train.train(cfg, progress=progress).outcome != "finished":
-        return False
-    evaluate.evaluate(cfg.run_dir, cfg.data_dir, gpus=cfg.gpus)
-    report.write_report(cfg.run_dir)
-    return True
+def series_grid(base: train.RunConfig, n: int) -> Grid:
+    """A seed series as a plan: the base configuration with seeds 1..N."""
+    return Grid(nets=(base.net,), seeds=n, schedule=base.schedule, data_dir=base.data_dir,
+                net_options=base.net_options, max_iter=base.max_iter, snapshot=base.snapshot,
+                gpus=base.gpus)
 
 
 def run_series(base: train.RunConfig, n: int, vary_split: bool = False,
                progress: bool = True) -> SeriesDir | None:
-    """Train, evaluate and report seed-1 ... seed-N; returns the series (None if a training
-    was interrupted: rerun to resume)."""
+    """Train, evaluate and report seed-1 ... seed-N (a plan executed here); returns the series
+    (None if a training was interrupted: rerun to resume)."""
     if n < 1:
         raise UserError(f"N={n}: a seed series needs at least one run")
     series = series_mod.series_of(base.run_dir)
-    for k in range(1, n + 1):
-        seed = series_mod.seed_of(k)
-        data_dir = split_data(base.data_dir, seed) if vary_split else base.data_dir
-        cfg = dataclasses.replace(base, run_dir=series.run(k).path, seed=seed, data_dir=data_dir)
-        if k == 1:
-            _reuse_base_run(base, cfg)
-        print(f"[seeds] {series.run(k).path} (random_seed {cfg.seed}"
-              + (f", split seed {cfg.seed}" if vary_split else "") + ")", flush=True)
-        if not train_eval_report(cfg, progress):
-            return None
+    grid = series_grid(base, n)
+    seed_data = (lambda k: split_data(base.data_dir, grid.seed_of(k))) if vary_split else None
+    cells = grid.cells(lambda net, k, fold: series.run(k).path, seed_data=seed_data)
+    _reuse_base_run(base, cells[0].config)
+    if not execute.run_local(cells, progress, label="seeds"):
+        return None
     series_mod.write_summary(series, base.net, base.schedule, base.data_dir, vary_split)
     if base.run.eval_json.is_file():
         report.write_report(base.run_dir)     # the base run's page shows its series
@@ -89,19 +85,20 @@ def _reuse_base_run(base: train.RunConfig, first: train.RunConfig) -> None:
 
 def run_ablation(schedule: str, data_dir: Path, results: Path, gpus: Gpus = Gpus(),
                  variants=tuple(paper.VARIANTS), seeds: int | None = None,
-                 progress: bool = True) -> Path | None:
+                 progress: bool = True, max_iter: int | None = None,
+                 snapshot: int | None = None) -> Path | None:
     """Table 3(a): every variant trained and evaluated with one schedule in
     `results/<variant>` (or, with `seeds`, a seed series `results/<variant>-seeds`), then
     `results/ablation.md`. None if a training was interrupted (rerun to resume)."""
     run_dirs = {v: results / v for v in paper.VARIANTS}
-    for variant in variants:
-        cfg = train.RunConfig(net=variant, schedule=schedule, data_dir=data_dir,
-                              run_dir=run_dirs[variant], gpus=gpus)
-        done = (run_series(cfg, seeds, progress=progress) if seeds
-                else train_eval_report(cfg, progress))
-        if not done:
-            print(f"{variant}: training interrupted; rerun to resume")
-            return None
+    grid = Grid(nets=tuple(variants), schedule=schedule, data_dir=data_dir, gpus=gpus,
+                max_iter=max_iter, snapshot=snapshot)
     if seeds:
+        for cell in grid.cells(lambda net, k, fold: run_dirs[net]):
+            if run_series(cell.config, seeds, progress=progress) is None:
+                return None
         run_dirs = {v: series_mod.series_of(d).run(1).path for v, d in run_dirs.items()}
+    elif not execute.run_local(grid.cells(lambda net, k, fold: run_dirs[net]), progress,
+                               label="ablation"):
+        return None
     return report.write_ablation(run_dirs, results / report.ABLATION_PAGE, schedule)

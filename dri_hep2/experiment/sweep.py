@@ -128,14 +128,3 @@ def cell_at(sweep: SweepDir, index: int, gpus: Gpus = Gpus()) -> Cell:
         raise UserError(f"task {index}: {sweep.plan} has cells 0-{len(cells) - 1}")
     return cells[index]
 
-
-def run_local(grid: Grid, sweep: SweepDir, progress: bool = True) -> bool:
-    """SCHEDULER=local: prepare, every unfinished cell here, then the summary page. False if a
-    training was interrupted (the same command resumes)."""
-    from . import sweep_page
-    with locked(sweep):
-        cells = prepare(grid, sweep, progress)
-        if not execute.run_local(cells, progress, label="sweep"):
-            return False
-        sweep_page.write(sweep)
-    return True

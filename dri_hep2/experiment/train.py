@@ -115,10 +115,11 @@ def build_run_files(cfg: RunConfig) -> dict[str, str]:
             RunDir.deploy: proto.to_text(build.deploy(cfg.net, **knobs))}
 
 
-def prepare(cfg: RunConfig) -> RunDir:
-    """Write the run's prototxts; on a rerun with snapshots, check they are unchanged."""
+def prepare(cfg: RunConfig, files: dict[str, str] | None = None) -> RunDir:
+    """Write the run's prototxts (`files`, default build_run_files); on a rerun with
+    snapshots, check they are unchanged."""
     run = cfg.run
-    files = build_run_files(cfg)
+    files = files or build_run_files(cfg)
     if run.newest("solverstate") is not None:
         run.check_unchanged(files)
     for name, text in files.items():
@@ -251,8 +252,9 @@ def train(cfg: RunConfig, progress: bool = True, manifest_extra: dict | None = N
     """`make train`: write the run's files, then train (or resume) with the caffe CLI.
     `manifest_extra` adds keys to the run manifest (a sweep's fingerprint of the run)."""
     caffe_env.require_gpu_build(cfg.gpus)
+    files = build_run_files(cfg)        # the data checked before the run folder is made
     with run_lock(cfg.run):
-        run = prepare(cfg)
+        run = prepare(cfg, files)
         return run_caffe(run, cfg.gpus, data=cfg.data,
                          manifest_extra={"net": cfg.net, "schedule": cfg.schedule,
                                          "gpu": cfg.gpus.flag, "seed": cfg.seed,
