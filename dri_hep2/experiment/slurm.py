@@ -192,6 +192,7 @@ def submit(grid: Grid, sweep: SweepDir, options: SlurmOptions, progress: bool = 
     """Check, prepare, submit the unfinished cells and the gather job; returns the record of
     this submission ({} when every run is finished: the summary is written at once)."""
     check_cluster(options)
+    execute.require_data(grid)          # on the submit host, before anything is written
     with locked(sweep):
         cells = prepare(grid, sweep, progress)
         in_queue = queued(sweep)

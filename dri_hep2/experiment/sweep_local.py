@@ -10,6 +10,7 @@ from .sweep import SweepDir, locked, prepare
 
 def run(grid: Grid, sweep: SweepDir, progress: bool = True) -> bool:
     """False if a training was interrupted (the same command resumes)."""
+    execute.require_data(grid)          # before the lock makes the folder
     with locked(sweep):
         cells = prepare(grid, sweep, progress)
         if not execute.run_local(cells, progress, label="sweep"):
