@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from dri_hep2 import classes, cli, paper
-from dri_hep2.data import augment, build, formats, i3a, replicas, synthetic
+from dri_hep2.data import (augment, build, class_folders, formats, i3a, i3a_task2, replicas,
+                           synthetic)
 from dri_hep2.data.folder import DataFolder
 
 TOOL = Path(__file__).resolve().parent.parent / "tools" / "make_data.py"
@@ -108,14 +109,14 @@ def test_task2_cells_are_the_masks_components_with_specimen_and_label(made):
 
 def test_task2_knobs_padding_min_area_and_border_cells(made):
     mask = i3a.decode_png(sorted(made["i3a-task2"].glob("*_Mask.tif"))[0])
-    default = formats.cell_boxes(mask)
+    default = i3a_task2.cell_boxes(mask)
     assert len(default) == GRID[0] * GRID[1]
-    with_border = formats.cell_boxes(mask, formats.ReaderOptions(keep_border_cells=True))
+    with_border = i3a_task2.cell_boxes(mask, i3a_task2.ReaderOptions(keep_border_cells=True))
     assert len(with_border) == len(default) + 1
-    with_debris = formats.cell_boxes(mask, formats.ReaderOptions(min_cell_area=1,
-                                                                 keep_border_cells=True))
+    with_debris = i3a_task2.cell_boxes(mask, i3a_task2.ReaderOptions(min_cell_area=1,
+                                                                     keep_border_cells=True))
     assert len(with_debris) == len(default) + 2
-    tight = formats.cell_boxes(mask, formats.ReaderOptions(cell_padding=0))
+    tight = i3a_task2.cell_boxes(mask, i3a_task2.ReaderOptions(cell_padding=0))
     assert [(x - 4, y - 4, w + 8, h + 8) for x, y, w, h in tight] == default
 
 
@@ -253,7 +254,7 @@ def _spoil(kind: str, root: Path) -> str:
             csv_path.write_text("\n".join(lines + ["1,Golgi"]) + "\n")
             return f"{csv_path}:{len(lines) + 1}: duplicate specimen ID 1 (first on line 2)"
     if kind.startswith("folders"):
-        csv_path = root / formats.SPECIMENS_CSV
+        csv_path = root / class_folders.SPECIMENS_CSV
         lines = csv_path.read_text().splitlines()
         first = root / lines[1].split(",")[0]
         if kind == "folders duplicate stem":

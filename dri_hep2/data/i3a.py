@@ -10,74 +10,26 @@ Two layouts are accepted (docs/data.md):
 
 Every problem found is a `DataError` (`I3AError`) naming the file and, for CSV problems, the
 line number. With `skip_bad=True` the offending items are left out and listed instead. The
-readers of the other layouts (dri_hep2.data.formats) share these rules, the cell record and
-`finish`.
+record, the error and these rules are every reader's (dri_hep2.data.records); the label CSV is
+read as the other layouts' are (dri_hep2.data.label_csv).
 """
 from __future__ import annotations
 
-import csv
-import io
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .. import classes as class_lists
-from ..classes import ClassList
-from ..errors import UserError
-from . import cells
+from . import cells, label_csv
+from .records import CellRecord, CellSet, DataError, FirstLines, finish
 
 CSV_NAME = "gt_training.csv"
 SPLIT_FOLDERS = {"training": "train", "validation": "val", "test": "test"}
 _IMAGE_RE = re.compile(r"^(\d+)\.png$", re.IGNORECASE)
-
-
-class DataError(UserError):
-    """Bad input: `file` (and `line` of a CSV) say where, `reason` what. Every reader
-    (dri_hep2.data.formats) raises it."""
-
-    def __init__(self, reason: str, file: str | Path, line: int | None = None):
-        self.reason, self.file, self.line = reason, Path(file), line
-        where = f"{file}:{line}" if line is not None else str(file)
-        super().__init__(f"{where}: {reason}")
-
-    def __reduce__(self):
-        # Workers return these to the parent: pickle by the constructor's own arguments.
-        return type(self), (self.reason, self.file, self.line)
-
-
-I3AError = DataError      # the name the I3A reader and its callers have always used
-
-
-@dataclass(frozen=True)
-class CellRecord:
-    id: str                       # zero-padded to 5 digits, as I3A names its files
-    label: int                    # index into the set's class list (I3A: paper.CLASSES)
-    image: Path
-    mask: Path | None = None
-    specimen: str | None = None
-    intensity: str | None = None  # "positive" / "intermediate" where the CSV says
-    split: str | None = None      # train / val / test, given by the pre-split layout only
-    # (x, y, width, height) of the cell inside `image` when the image holds many cells (I3A
-    # Task 2's specimen images, cut along their mask); None: the whole image is the cell.
-    box: tuple[int, int, int, int] | None = None
-
-
-@dataclass
-class I3ASet:
-    """What a reader found: the records, their class list, and what it left out."""
-    layout: str                                   # "contest" or "presplit" (I3A), ...
-    records: list[CellRecord]
-    skipped: list[DataError] = field(default_factory=list)
-    classes: ClassList = class_lists.I3A
-    format: str = "i3a"                           # dri_hep2.data.formats.FORMATS key
-    # Files besides the cell images that decide the outputs (label CSV, Task 2 masks): hashed
-    # into the build hash with the images.
-    meta_files: list[Path] = field(default_factory=list)
-
-
-CellSet = I3ASet          # the name for sets read by any reader
+# The names the I3A reader and its callers have always used for the records' types.
+I3AError = DataError
+I3ASet = CellSet
 
 
 def normalise_id(raw: str) -> str:
@@ -163,7 +115,7 @@ def _read_contest(root: Path, skip_bad: bool) -> I3ASet:
     rows = _read_csv(csv_path)
     bad: list[I3AError] = []
     records: dict[str, CellRecord] = {}
-    first_line: dict[str, int] = {}
+    ids = FirstLines(csv_path)
     in_csv: set[str] = set()
     for line, row in rows:
         try:
@@ -173,9 +125,8 @@ def _read_contest(root: Path, skip_bad: bool) -> I3ASet:
         except ValueError as exc:
             bad.append(I3AError(str(exc), csv_path, line))
             continue
-        if cell_id in records:
-            bad.append(I3AError(f"duplicate image ID {cell_id} (first on line "
-                                f"{first_line[cell_id]})", csv_path, line))
+        if dup := ids.duplicate(cell_id, f"duplicate image ID {cell_id}", line):
+            bad.append(dup)
             continue
         image = _find_image(root, cell_id)
         if image is None:
@@ -185,7 +136,7 @@ def _read_contest(root: Path, skip_bad: bool) -> I3ASet:
         mask = image.with_name(image.stem + "_Mask.png")
         records[cell_id] = CellRecord(cell_id, label, image, mask if mask.is_file() else None,
                                       row.get("specimen") or None, row.get("intensity") or None)
-        first_line[cell_id] = line
+        ids.accept(cell_id, line)
     listed = {normalise_id(m.group(1)) for p in root.iterdir()
               if (m := _IMAGE_RE.match(p.name))}
     for cell_id in sorted(listed - in_csv):
@@ -202,32 +153,9 @@ def _find_image(folder: Path, cell_id: str) -> Path | None:
 
 def _read_csv(path: Path) -> list[tuple[int, dict[str, str]]]:
     """(line number, row) with keys id, class and, where present, intensity and specimen."""
-    text = path.read_bytes().decode("utf-8-sig", errors="replace")   # BOM-tolerant
-    lines = list(csv.reader(io.StringIO(text, newline="")))            # CRLF-tolerant
-    numbered = [(i + 1, row) for i, row in enumerate(lines) if any(c.strip() for c in row)]
-    if not numbered:
-        raise I3AError("empty CSV (expected header 'Image ID,Image class')", path)
-    header_line, header = numbered[0]
-    names = [h.strip().lower() for h in header]
-    if len(names) < 2 or names[0] != "image id" or names[1] != "image class":
-        raise I3AError(f"missing header: first row is {','.join(header)!r}, expected "
-                       "'Image ID,Image class' (more columns may follow)", path, header_line)
-    extra = {}
-    for col, name in enumerate(names[2:], start=2):
-        for key in ("intensity", "specimen"):
-            if key in name and key not in extra:
-                extra[key] = col
-    out = []
-    for line, row in numbered[1:]:
-        if len(row) < 2:
-            raise I3AError(f"row has {len(row)} column(s), expected at least 2", path, line)
-        rec = {"id": row[0], "class": row[1]}
-        for key, col in extra.items():
-            rec[key] = row[col].strip() if col < len(row) else ""
-        out.append((line, rec))
-    if not out:
-        raise I3AError("CSV has a header but no rows", path)
-    return out
+    return label_csv.read_table(path, "Image ID,Image class", ("image id",), ("image class",),
+                                {"intensity": ("intensity",), "specimen": ("specimen",)},
+                                exact=True, sep=",")
 
 
 # --- pre-split layout (ASSUMPTIONS.md D5) -----------------------------------------------------
@@ -283,17 +211,3 @@ def _presplit_images(folder: Path):
                     yield image, entry.name
         elif _IMAGE_RE.match(entry.name):
             yield entry, None
-
-
-def finish(root: Path, layout: str, records: list[CellRecord], bad: list[I3AError],
-            skip_bad: bool, meta_files: list[Path] = (), classes: ClassList = class_lists.I3A,
-            format: str = "i3a") -> I3ASet:
-    """The set, or the first problem (with a count of the others) unless `skip_bad`."""
-    if bad and not skip_bad:
-        more = f" (and {len(bad) - 1} more problem(s); --skip-bad leaves them out)" \
-            if len(bad) > 1 else " (--skip-bad leaves such items out)"
-        raise I3AError(bad[0].reason + more, bad[0].file, bad[0].line)
-    if not records:
-        raise I3AError("no usable cell images found", root)
-    records.sort(key=lambda r: r.id)
-    return I3ASet(layout, records, bad, classes, format, list(meta_files))
