@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from dri_hep2.experiment import evaluate
-from dri_hep2.model import predict
+from dri_hep2.model import backends, predict, specimens
 from dri_hep2.data import cells, i3a, lmdb_io
 from dri_hep2.errors import UserError
 from dri_hep2.experiment.run import RunDir
@@ -59,7 +59,7 @@ def test_a_cell_from_its_png_is_the_cell_of_the_test_lmdb(small_run):
     lmdb_views = np.stack([entries[i][0][0] for i in ids])
     assert np.array_equal(views, lmdb_views)
 
-    model = predict.CaffeModel(run)
+    model = backends.CaffeModel(run)
     from_png = model.probabilities(views)
     net = model.net
     transform = evaluate.test_transform(run.train_val, base_dir=run.path)
@@ -114,13 +114,13 @@ def test_specimen_rules_mean_and_vote():
     fused = np.array([[0.55, 0.45, 0, 0, 0, 0], [0.55, 0.45, 0, 0, 0, 0],
                       [0.0, 1.0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 1.0]])
     spec = ["a", "a", "a", None]
-    mean = predict.specimen_calls(spec, fused, "mean")
-    vote = predict.specimen_calls(spec, fused, "vote")
+    mean = specimens.specimen_calls(spec, fused, "mean")
+    vote = specimens.specimen_calls(spec, fused, "vote")
     assert list(mean) == ["a"]                       # a cell without specimen is in none
     assert (mean["a"]["call"], vote["a"]["call"]) == (1, 0)
     assert mean["a"]["votes"] == pytest.approx(1 / 3) and vote["a"]["votes"] == pytest.approx(2 / 3)
     with pytest.raises(UserError, match="specimen rule"):
-        predict.specimen_calls(spec, fused, "median")
+        specimens.specimen_calls(spec, fused, "median")
 
 
 def _cell_folder(small_run, root: Path) -> Path:

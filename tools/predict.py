@@ -21,7 +21,7 @@ import argparse
 from pathlib import Path
 
 from dri_hep2 import cli, ledger
-from dri_hep2.model import predict
+from dri_hep2.model import backends, predict, specimens
 from dri_hep2.data.split import SPLITS
 
 
@@ -36,7 +36,7 @@ def main(argv=None) -> int:
                          "needed)")
     ap.add_argument("--out", type=Path,
                     help="output folder (default RUN_DIR/predict/<name>[-<split>][-onnx])")
-    ap.add_argument("--backend", default="caffe", choices=predict.BACKENDS,
+    ap.add_argument("--backend", default="caffe", choices=backends.BACKENDS,
                     help="caffe: the deploy net and a snapshot in pycaffe; onnx: model.onnx in "
                          "onnxruntime (make export first)")
     ap.add_argument("--weights", type=Path,
@@ -47,7 +47,7 @@ def main(argv=None) -> int:
                     help="the run's data folder, for --split (default: the one it trained on)")
     ap.add_argument("--batch-size", type=int, default=64, help="cells per forward pass")
     ap.add_argument("--specimen-rule", default=ledger.SPECIMEN_RULE,
-                    choices=predict.SPECIMEN_RULES,
+                    choices=specimens.SPECIMEN_RULES,
                     help="one call per specimen: mean of the fused probabilities, or the "
                          "majority of the cells' calls (ASSUMPTIONS.md U2)")
     ap.add_argument("--skip-bad", action="store_true",

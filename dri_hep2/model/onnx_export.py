@@ -445,10 +445,10 @@ def _check_inputs(run: RunDir, data_dir, check_images, limit: int | None, transf
                   stretch: bool) -> tuple[np.ndarray, str]:
     """The cells the export is checked on: given images, else the run's test split."""
     if check_images:
-        from . import predict
-        inputs = predict.read_inputs(check_images)
-        _, views, _ = predict.load_views(inputs.cells, stretch=stretch, skip_bad=False,
-                                         progress=False)
+        from .inputs import load_views, read_inputs
+        inputs = read_inputs(check_images)
+        _, views, _ = load_views(inputs.cells, stretch=stretch, skip_bad=False,
+                                 progress=False)
         views, source = views[:, None], str(check_images)
     else:
         data = DataFolder(data_dir) if data_dir else run.data_folder()

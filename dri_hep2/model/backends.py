@@ -1,0 +1,86 @@
+"""The two backends of `make predict`: the run's deploy net in pycaffe (`caffe`), or its ONNX
+export in onnxruntime (`onnx`, dri_hep2.model.onnx_model), chosen and checked by `open_model`.
+Either gives the branch softmaxes of a batch of 76x76 views with the run's TEST transform.
+pycaffe is imported only when the Caffe backend is opened, so BACKEND=onnx runs without Caffe.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ..errors import UserError
+from ..experiment.run import RunDir
+from ..gpus import Gpus
+from .onnx_model import OnnxModel
+
+BACKENDS = ("caffe", "onnx")
+
+
+class CaffeModel:
+    """The run's deploy net and a snapshot in pycaffe, with the run's TEST transform."""
+
+    backend = "caffe"
+
+    def __init__(self, run: RunDir, weights: str | Path | None = None, gpus: Gpus = Gpus()):
+        from ..engine import caffe_env
+        from ..experiment import evaluate      # pycaffe: only for this backend
+        run.require(RunDir.deploy, RunDir.train_val)
+        self.deploy = run.deploy
+        self.weights = run.weights(weights)
+        self.classes = run.class_names()
+        self.stretch = run.input_stretch()
+        caffe = caffe_env.use_device(gpus)
+        self.net = caffe.Net(str(run.deploy), caffe.TEST, weights=str(self.weights))
+        self.transform = evaluate.test_transform(run.train_val, base_dir=run.path)
+        self._evaluate = evaluate
+
+    def probabilities(self, views: np.ndarray) -> dict[int, np.ndarray]:
+        outputs, max_diff = self._evaluate.branch_outputs(
+            self.net, views[:, None], self.transform, batch_size=len(views))
+        if max_diff > self._evaluate.FUSED_TOLERANCE:
+            # make predict fuses the branches itself: a deploy net whose sum layer is not
+            # their sum is not the net the run trained.
+            raise UserError(f"{self.deploy}: blob {self._evaluate.FUSED_BLOB!r} differs from "
+                            f"the sum of the branch probabilities by {max_diff:g}; it is not "
+                            "the deploy net this toolkit writes (make train writes it)")
+        return outputs["prob"]
+
+
+def open_model(backend: str, run: RunDir | None, *, model_dir: str | Path | None = None,
+               weights: str | Path | None = None, gpus: Gpus = Gpus()):
+    if backend not in BACKENDS:
+        raise UserError(f"BACKEND={backend!r}: one of {', '.join(BACKENDS)}")
+    if backend == "onnx":
+        folder = model_dir or (run.export if run else None)
+        if folder is None:
+            raise UserError("BACKEND=onnx needs RUN_DIR (with export/) or --model <folder>")
+        if weights:
+            raise UserError("WEIGHTS= is for the Caffe backend: an export holds the weights "
+                            "it was made from (make export WEIGHTS=...)")
+        if gpus:
+            raise UserError("GPU= is for the Caffe backend: the ONNX backend runs on the CPU")
+        model = OnnxModel(folder)
+        newest = run.newest("caffemodel") if run and not model_dir else None
+        if newest is not None and newest.name != model.weights:
+            raise UserError(f"{run.export} holds {model.weights}, but the run's newest "
+                            f"snapshot is {newest.name}: run 'make export RUN_DIR={run.path}' "
+                            "first (or give MODEL=<export folder> to use that one)")
+        return model
+    if model_dir:
+        raise UserError(f"MODEL={model_dir} is an ONNX export: run it with BACKEND=onnx")
+    if run is None:
+        raise UserError("BACKEND=caffe needs RUN_DIR=<run folder>")
+    return CaffeModel(run, weights, gpus)
+
+
+def branch_probabilities(model, views: np.ndarray, batch_size: int,
+                         progress: bool = True) -> dict[int, np.ndarray]:
+    """Each branch's softmax (N x K, float64) over every view, `batch_size` views a batch."""
+    parts: dict[int, list[np.ndarray]] = {}
+    for start in tqdm(range(0, len(views), batch_size), desc=f"predict ({model.backend})",
+                      unit="batch", disable=not progress):
+        for b, p in model.probabilities(views[start:start + batch_size]).items():
+            parts.setdefault(b, []).append(p)
+    return {b: np.concatenate(v).astype(np.float64) for b, v in parts.items()}
