@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from dri_hep2 import ledger, paper
-from dri_hep2.model import onnx_export
+from dri_hep2.model import onnx_check, onnx_convert, onnx_export, onnx_layers
 from dri_hep2.folders import REPO_ROOT
 from dri_hep2.net import proto
 from dri_hep2.model.onnx_model import OnnxModel, session
@@ -41,7 +41,7 @@ def every_blob(net_param, net, x: np.ndarray, ops: list | None = None) -> dict[s
     # Caffe's own blobs, without the split copies it inserts for blobs read twice.
     tops = {t for layer in net_param.layer for t in layer.top}
     blobs = [b for b in net.blobs if b != "data" and b in tops]
-    model = onnx_export.convert(net_param, net, extra_outputs=tuple(blobs))
+    model = onnx_convert.convert(net_param, net, extra_outputs=tuple(blobs))
     if ops is not None:
         ops += [node.op_type for node in model.graph.node]
     net.blobs["data"].reshape(*x.shape)
@@ -143,8 +143,8 @@ def test_an_unknown_layer_type_is_refused_by_name(caffe, tmp_path):
         'layer { name: "drop"', 'layer { name: "norm1" type: "LRN" bottom: "cat" top: "cat" }\n'
         'layer { name: "drop"'))
     net = caffe.Net(str(path), caffe.TEST)
-    with pytest.raises(onnx_export.UnsupportedLayer, match=r"layer 'norm1' has type 'LRN'"):
-        onnx_export.convert(proto.read(path), net, source=path)
+    with pytest.raises(onnx_layers.UnsupportedLayer, match=r"layer 'norm1' has type 'LRN'"):
+        onnx_convert.convert(proto.read(path), net, source=path)
 
 
 def test_export_of_a_run_writes_a_checked_model(small_run, tmp_path):
@@ -181,8 +181,8 @@ def test_an_unfaithful_export_is_refused_and_writes_nothing(small_run, tmp_path,
         mean, var, _ = (p.data.astype(np.float64) for p in g.net.params[lyr.name])
         return mean, var, float(lyr.batch_norm_param.eps)
 
-    monkeypatch.setattr(onnx_export, "_batch_norm_stats", stats_without_factor)
+    monkeypatch.setattr(onnx_layers, "_batch_norm_stats", stats_without_factor)
     out = tmp_path / "export"
-    with pytest.raises(onnx_export.ExportCheckFailed, match="nothing was written"):
+    with pytest.raises(onnx_check.ExportCheckFailed, match="nothing was written"):
         onnx_export.export(small_run.run, out=out)
     assert not out.exists()
