@@ -24,12 +24,11 @@ import tarfile
 from pathlib import Path
 
 from .. import atomic, ledger, paper
-from ..engine import caffe_env
 from . import onnx_export
 from ..errors import UserError
 from ..net import proto
 from .onnx_model import ExportFolder
-from ..experiment.run import RunDir, snapshot_iteration
+from ..experiment.run import RunDir, sha256, snapshot_iteration
 
 CARD = "readme.md"
 # The rows of the ledger that shape a trained model (the B rows are about building Caffe).
@@ -112,7 +111,7 @@ def model_card(run: RunDir, weights: Path, info: dict, name: str, license: str) 
         f"labels identical: {info['check']['labels_identical']} |",
         "| `train_val.prototxt`, `solver.prototxt` | what Caffe trained (data paths are those "
         "of the training machine) |",
-        "| `run_manifest.json`, `eval.json` | the run's record and evaluation |",
+        f"| `{RunDir.manifest}`, `{RunDir.eval_json}` | the run's record and evaluation |",
         "| `ASSUMPTIONS.md` | the assumptions ledger of the toolkit |", "",
         "Use it without Caffe (`pip install onnxruntime`; the toolkit's `make predict "
         "BACKEND=onnx MODEL=<this folder> IMAGES=<cells> OUT=<folder>` does all of this):", "",
@@ -185,7 +184,7 @@ def model_card(run: RunDir, weights: Path, info: dict, name: str, license: str) 
               f"- {len(sessions)} training session(s); last: "
               + (f"{sessions[-1].get('outcome')} at iteration "
                  f"{sessions[-1].get('last_iteration')}" if sessions else "none recorded"),
-              "- `run_manifest.json` (inside) has the hashes of the prototxts and of the "
+              f"- `{RunDir.manifest}` (inside) has the hashes of the prototxts and of the "
               "data manifest", "",
               "## Licence", "",
               f"The weights: {license} (ASSUMPTIONS.md U7), as the toolkit. Weights trained "
@@ -205,27 +204,27 @@ def package(run_dir: str | Path, *, weights: str | Path | None = None,
     run = RunDir(run_dir).require(RunDir.deploy, RunDir.train_val)
     weights = run.weights(weights)
     export = ExportFolder(run.export)
-    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
     fresh = (export.info.is_file() and export.model.is_file() and export.mean.is_file()
-             and export.read_info().get("weights", {}).get("sha256") == digest)
+             and export.read_info().get("weights", {}).get("sha256") == sha256(weights))
     if not fresh:
         onnx_export.export(run, weights=weights, data_dir=data_dir)
     info = export.read_info()
     name = package_name(run, weights)
     mean = _mean_file(run)
+    # Each member is named by the owner of its folder's layout (RunDir, ExportFolder).
     members: dict[str, bytes] = {
         CARD: model_card(run, weights, info, name, license).encode(),
-        "deploy.prototxt": run.deploy.read_bytes(),
+        RunDir.deploy: run.deploy.read_bytes(),
         weights.name: weights.read_bytes(),
-        "model.onnx": export.model.read_bytes(),
-        "model.json": export.info.read_bytes(),
-        "mean.npy": export.mean.read_bytes(),
-        "train_val.prototxt": run.train_val.read_bytes(),
-        "ASSUMPTIONS.md": ledger.PAGE.read_bytes(),
+        ExportFolder.model: export.model.read_bytes(),
+        ExportFolder.info: export.info.read_bytes(),
+        ExportFolder.mean: export.mean.read_bytes(),
+        RunDir.train_val: run.train_val.read_bytes(),
+        ledger.PAGE.name: ledger.PAGE.read_bytes(),
     }
-    optional = {"mean.binaryproto": mean, "check.json": export.check,
-                "solver.prototxt": run.solver, "run_manifest.json": run.manifest,
-                "eval.json": run.eval_json}
+    optional = {"mean.binaryproto": mean, ExportFolder.check: export.check,
+                RunDir.solver: run.solver, RunDir.manifest: run.manifest,
+                RunDir.eval_json: run.eval_json}
     members.update({k: p.read_bytes() for k, p in optional.items() if p and p.is_file()})
     if mean is None or not mean.is_file():
         raise UserError(f"the mean image of {run.train_val} ({mean}) is missing: the package "
