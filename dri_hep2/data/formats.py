@@ -27,7 +27,7 @@ from .records import CellSet, DataError
 
 # How telling a clue is, most telling first: detection follows the most telling clue found,
 # and between clues of one rank the earlier entry of REGISTRY.
-SPLIT_FOLDERS, CSV_HEADER, CSV_SEPARATOR, CSV_NAME, SUB_FOLDERS = range(5)
+BY_SPLIT_FOLDERS, BY_CSV_HEADER, BY_CSV_SEPARATOR, BY_CSV_NAME, BY_SUB_FOLDERS = range(5)
 
 # A clue looks at a folder and its CSVs' headers ({path: lower-case first row}) and says why
 # the folder is of its format, or None.
@@ -71,16 +71,17 @@ def _class_folders(root: Path, headers) -> str | None:
 
 REGISTRY = (
     Format("i3a", "I3A Task 1", _no_options(i3a.read_i3a),
-           ((SPLIT_FOLDERS, _i3a_presplit), (CSV_NAME, _i3a_csv))),
+           ((BY_SPLIT_FOLDERS, _i3a_presplit), (BY_CSV_NAME, _i3a_csv))),
     Format("icpr2012", "ICPR 2012 contest", _no_options(icpr2012.read_icpr2012),
-           ((CSV_SEPARATOR, _csv_clue(icpr2012.is_label_csv,
+           ((BY_CSV_SEPARATOR, _csv_clue(icpr2012.is_label_csv,
                                       "{} is a semicolon-separated CSV")),)),
     Format("i3a-task2", "I3A Task 2 specimen images", i3a_task2.read_task2,
-           ((CSV_HEADER, _csv_clue(i3a_task2.is_label_csv, "{} lists specimens")),)),
+           ((BY_CSV_HEADER, _csv_clue(i3a_task2.is_label_csv, "{} lists specimens")),)),
     Format("folders", "a folder per class", _no_options(class_folders.read_folders),
-           ((SUB_FOLDERS, _class_folders),)),
+           ((BY_SUB_FOLDERS, _class_folders),)),
 )
-BY_KEY = {f.key: f for f in REGISTRY}
+_FORMAT_OF = {f.key: f for f in REGISTRY}
+# key -> title, as FORMAT= and the pages name them.
 FORMATS = {f.key: f.title for f in REGISTRY}
 
 
@@ -98,7 +99,7 @@ def read_cells(root: str | Path, format: str = "auto", *, skip_bad: bool = False
         format, how = detect(root)
     if announce:
         announce(f"reading {root} as {FORMATS[format]} ({how})")
-    return BY_KEY[format].read(root, skip_bad=skip_bad, options=options)
+    return _FORMAT_OF[format].read(root, skip_bad=skip_bad, options=options)
 
 
 def detect(root: Path) -> tuple[str, str]:
