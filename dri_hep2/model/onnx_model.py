@@ -7,7 +7,7 @@ An export folder (RUN_DIR/export, or the same files unpacked from a package) hol
     model.json    what a user needs around it: class order, input size, preprocessing (mean
                   file, scale, stretch), output names, weights and the check against Caffe
     mean.npy      the training mean image (1 x 76 x 76 float32) the input is centred with
-    check.json    the export's own check against pycaffe (dri_hep2.onnx_export)
+    check.json    the export's own check against pycaffe (dri_hep2.model.onnx_check)
 
 This module imports neither pycaffe nor anything that does (test_predict checks it), so
 `make predict BACKEND=onnx` runs where only onnxruntime is installed.
