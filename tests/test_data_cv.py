@@ -12,8 +12,9 @@ import pytest
 
 from dri_hep2 import cli, ledger
 from dri_hep2.experiment import experiments
-from dri_hep2.data import augment, build, formats, i3a, lmdb_io, replicas, split, synthetic
+from dri_hep2.data import augment, build, i3a, lmdb_io, replicas, split, synthetic
 from dri_hep2.data.folder import DataFolder
+from dri_hep2.data.records import CellRecord, ReaderOptions
 from dri_hep2.errors import UserError
 
 TOOL = Path(__file__).resolve().parent.parent / "tools" / "make_data.py"
@@ -29,7 +30,7 @@ def records(per_class=(40, 33, 25, 9), specimens_per_class=5):
     for label, n in enumerate(per_class):
         for k in range(n):
             spec = f"s{label}-{k % specimens_per_class}"
-            out.append(i3a.CellRecord(f"{cell:05d}", label, Path("x.png"), specimen=spec))
+            out.append(CellRecord(f"{cell:05d}", label, Path("x.png"), specimen=spec))
             cell += 1
     return out
 
@@ -113,7 +114,7 @@ def test_specimen_protocol_keeps_specimens_whole():
 
 def test_protocols_say_what_they_need():
     recs = records()
-    no_specimen = [i3a.CellRecord(r.id, r.label, r.image) for r in recs]
+    no_specimen = [CellRecord(r.id, r.label, r.image) for r in recs]
     with pytest.raises(UserError, match="--protocol loso needs a specimen ID for every cell"):
         split.fold_count(no_specimen, "loso")
     with pytest.raises(UserError, match="two or more folds"):
@@ -179,7 +180,7 @@ def test_a_split_seed_series_rebuilds_a_fold_of_another_layout_with_its_settings
                                  grid=(2, 2))
     data = tmp_path / "data"
     build.build_dataset(source, data, protocol="loso", folds=3, fold=2, progress=False,
-                        workers=2, announce=None, reader=formats.ReaderOptions(cell_padding=2))
+                        workers=2, announce=None, reader=ReaderOptions(cell_padding=2))
     again = experiments.split_data(data, 99)
     old, new = (json.loads((d / "manifest.json").read_text())["parameters"]
                 for d in (data, again))

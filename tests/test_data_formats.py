@@ -17,6 +17,7 @@ from dri_hep2 import classes, cli, paper
 from dri_hep2.data import (augment, build, class_folders, formats, i3a, i3a_task2, replicas,
                            synthetic)
 from dri_hep2.data.folder import DataFolder
+from dri_hep2.data.records import DataError, ReaderOptions
 
 TOOL = Path(__file__).resolve().parent.parent / "tools" / "make_data.py"
 _spec = importlib.util.spec_from_file_location("make_data", TOOL)
@@ -111,12 +112,12 @@ def test_task2_knobs_padding_min_area_and_border_cells(made):
     mask = i3a.decode_png(sorted(made["i3a-task2"].glob("*_Mask.tif"))[0])
     default = i3a_task2.cell_boxes(mask)
     assert len(default) == GRID[0] * GRID[1]
-    with_border = i3a_task2.cell_boxes(mask, i3a_task2.ReaderOptions(keep_border_cells=True))
+    with_border = i3a_task2.cell_boxes(mask, ReaderOptions(keep_border_cells=True))
     assert len(with_border) == len(default) + 1
-    with_debris = i3a_task2.cell_boxes(mask, i3a_task2.ReaderOptions(min_cell_area=1,
-                                                                     keep_border_cells=True))
+    with_debris = i3a_task2.cell_boxes(mask, ReaderOptions(min_cell_area=1,
+                                                           keep_border_cells=True))
     assert len(with_debris) == len(default) + 2
-    tight = i3a_task2.cell_boxes(mask, i3a_task2.ReaderOptions(cell_padding=0))
+    tight = i3a_task2.cell_boxes(mask, ReaderOptions(cell_padding=0))
     assert [(x - 4, y - 4, w + 8, h + 8) for x, y, w, h in tight] == default
 
 
@@ -145,9 +146,9 @@ def test_format_can_be_forced_and_a_wrong_one_says_why(made):
     said = []
     cells = formats.read_cells(made["folders"], "folders", announce=said.append)
     assert "as asked (FORMAT=)" in said[0] and cells.format == "folders"
-    with pytest.raises(i3a.DataError, match="no gt_training.csv here"):
+    with pytest.raises(DataError, match="no gt_training.csv here"):
         formats.read_cells(made["folders"], "i3a", announce=None)
-    with pytest.raises(i3a.DataError, match="unknown format 'dicom'"):
+    with pytest.raises(DataError, match="unknown format 'dicom'"):
         formats.read_cells(made["folders"], "dicom", announce=None)
 
 

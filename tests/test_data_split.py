@@ -10,6 +10,7 @@ import pytest
 
 from dri_hep2 import paper
 from dri_hep2.data import augment, build, i3a, lmdb_io, split
+from dri_hep2.data.records import CellRecord
 from dri_hep2.errors import UserError
 
 
@@ -74,7 +75,7 @@ def test_specimen_protocol_keeps_each_specimen_in_one_split(full_count_replica):
 
 
 def test_specimen_protocol_refuses_records_without_specimens(tmp_path):
-    recs = [i3a.CellRecord(f"{k:05d}", k % 6, tmp_path / "x.png") for k in range(12)]
+    recs = [CellRecord(f"{k:05d}", k % 6, tmp_path / "x.png") for k in range(12)]
     with pytest.raises(UserError, match="specimen ID for every cell"):
         split.split_records(recs, protocol="specimen")
 

@@ -18,6 +18,7 @@ import pytest
 from dri_hep2.experiment import evaluate
 from dri_hep2.model import backends, predict, specimens
 from dri_hep2.data import cells, i3a, lmdb_io
+from dri_hep2.data.records import DataError
 from dri_hep2.errors import UserError
 from dri_hep2.experiment.run import RunDir
 
@@ -170,7 +171,7 @@ def test_a_bad_file_stops_predict_before_anything_is_written(small_run, tmp_path
     listing.write_text(f"file,label,specimen\n{good},Homogeneous,s1\ncut.png,Speckled,s1\n"
                        "missing.png,Golgi,s2\n")
     out = tmp_path / "out"
-    with pytest.raises(i3a.I3AError, match=r"cut\.png:3: unreadable or truncated image"):
+    with pytest.raises(DataError, match=r"cut\.png:3: unreadable or truncated image"):
         predict.predict(listing, run_dir=small_run.run, out=out, progress=False)
     assert not out.exists()
     summary = predict.predict(listing, run_dir=small_run.run, out=out, skip_bad=True,
@@ -185,10 +186,10 @@ def test_a_bad_file_stops_predict_before_anything_is_written(small_run, tmp_path
 def test_a_csv_without_a_file_column_and_an_unknown_label(small_run, tmp_path):
     listing = tmp_path / "cells.csv"
     listing.write_text("Image ID,Image class\n1,Homogeneous\n")
-    with pytest.raises(i3a.I3AError, match="no 'file' column"):
+    with pytest.raises(DataError, match="no 'file' column"):
         predict.predict(listing, run_dir=small_run.run, out=tmp_path / "o", progress=False)
     listing.write_text(f"file,label\n{small_run.i3a / '00001.png'},Cytoplasmic\n")
-    with pytest.raises(i3a.I3AError, match="unknown class label 'Cytoplasmic'"):
+    with pytest.raises(DataError, match="unknown class label 'Cytoplasmic'"):
         predict.predict(listing, run_dir=small_run.run, out=tmp_path / "o", progress=False)
     assert not (tmp_path / "o").exists()
 

@@ -13,7 +13,8 @@ import json
 from pathlib import Path
 
 from dri_hep2 import cli, ledger
-from dri_hep2.data import build, i3a, options, split
+from dri_hep2.data import build, options, split
+from dri_hep2.data.records import DataError
 
 
 def main(argv=None) -> int:
@@ -46,9 +47,9 @@ def main(argv=None) -> int:
             args.i3a, args.data_dir, protocol=args.protocol, seed=args.seed,
             folds=args.folds, fold=args.fold, workers=args.workers, progress=not args.quiet,
             force=args.force, **options.build_kwargs(args))
-    except i3a.DataError as exc:
-        raise i3a.DataError(f"{exc.reason}; nothing was written to {args.data_dir}", exc.file,
-                            exc.line) from None
+    except DataError as exc:
+        raise DataError(f"{exc.reason}; nothing was written to {args.data_dir}", exc.file,
+                        exc.line) from None
     print(json.dumps({k: manifest["splits"][k] for k in ("train", "val", "test")}, indent=1))
     classes = manifest.get("classes", {})
     if classes:

@@ -29,6 +29,7 @@ from ..classes import ClassList
 from ..errors import UserError
 from . import augment, formats, i3a, lmdb_io, split
 from .folder import DataFolder, write_split_csvs
+from .records import CellSet, DataError, ReaderOptions
 
 # Bump when the outputs change for the same inputs and parameters. 2: split CSVs carry the
 # specimen ID (for specimen-level bootstrap intervals).
@@ -48,7 +49,7 @@ class BuildParams:
     skip_bad: bool = False
     folds: int | None = None        # kfold / loso: how many folds (resolved) ...
     fold: int | None = None         # ... and which one is the test part (1-based)
-    reader: dict | None = None      # formats.ReaderOptions.manifest: the format and its knobs
+    reader: dict | None = None      # ReaderOptions.manifest: the format and its knobs
 
     def check(self, num_classes: int = paper.NUM_CLASSES) -> None:
         """Refuse bad parameters before any work."""
@@ -80,7 +81,7 @@ def build_dataset(i3a_dir: str | Path, data_dir: str | Path = "data", *,
                   steps: tuple[int, ...] | None = None, border: str = "reflect101",
                   stretch: bool = False, workers: int | None = None, progress: bool = True,
                   force: bool = False, format: str = "auto",
-                  reader: formats.ReaderOptions = formats.ReaderOptions(),
+                  reader: ReaderOptions = ReaderOptions(),
                   folds: int | None = None, fold: int = 1,
                   step: int = paper.ROTATION_STEP_DEG,
                   golgi_step: int = paper.GOLGI_ROTATION_STEP_DEG, announce=print) -> dict:
@@ -164,7 +165,7 @@ def _counts(records, classes: ClassList) -> list[int]:
     return [sum(r.label == c for r in records) for c in range(len(classes))]
 
 
-def _decode(dataset: i3a.I3ASet, skip_bad: bool, workers: int, progress: bool):
+def _decode(dataset: CellSet, skip_bad: bool, workers: int, progress: bool):
     """Decode every image before anything is written: bad PNGs stop the run here. Returns the
     usable records, {id: image} and the skipped items (reader's and decoder's)."""
     records = dataset.records
@@ -175,8 +176,8 @@ def _decode(dataset: i3a.I3ASet, skip_bad: bool, workers: int, progress: bool):
     images = [img for part, _ in decoded for img in part]
     errors = [err for _, errs in decoded for err in errs]
     if errors and not skip_bad:
-        raise i3a.I3AError(errors[0].reason + (f" (and {len(errors) - 1} more unreadable)"
-                                               if len(errors) > 1 else ""), errors[0].file)
+        raise DataError(errors[0].reason + (f" (and {len(errors) - 1} more unreadable)"
+                                            if len(errors) > 1 else ""), errors[0].file)
     keep = [k for k, img in enumerate(images) if img is not None]
     return ([records[k] for k in keep], {records[k].id: images[k] for k in keep},
             dataset.skipped + errors)
@@ -271,7 +272,7 @@ def _chunks(items: list, size: int) -> list[list]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
-def _hash_inputs(root: Path, dataset: i3a.I3ASet) -> dict:
+def _hash_inputs(root: Path, dataset: CellSet) -> dict:
     """SHA-256 over the label CSV, every image used and what else the reader read (Task 2's
     masks): path relative to `root`, then bytes."""
     files = sorted({rec.image for rec in dataset.records} | set(dataset.meta_files))
@@ -293,7 +294,7 @@ def _remove_stale_temporaries(data: DataFolder) -> None:
             shutil.rmtree(stale, ignore_errors=True)
 
 
-def _write_skipped(data: DataFolder, skipped: list[i3a.I3AError]) -> None:
+def _write_skipped(data: DataFolder, skipped: list[DataError]) -> None:
     """skipped.csv lists what --skip-bad left out; absent when nothing was."""
     if not skipped:
         data.skipped.unlink(missing_ok=True)

@@ -22,8 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import class_folders, i3a, i3a_task2, icpr2012, label_csv
-from .i3a_task2 import ReaderOptions
-from .records import CellSet, DataError
+from .records import CellSet, DataError, ReaderOptions
 
 # How telling a clue is, most telling first: detection follows the most telling clue found,
 # and between clues of one rank the earlier entry of REGISTRY.

@@ -8,10 +8,10 @@ Two layouts are accepted (docs/data.md):
   (`training/Homogeneous/123.png`), or flat folders of images labelled by a `gt_training.csv`
   at the top (ASSUMPTIONS.md D5).
 
-Every problem found is a `DataError` (`I3AError`) naming the file and, for CSV problems, the
-line number. With `skip_bad=True` the offending items are left out and listed instead. The
-record, the error and these rules are every reader's (dri_hep2.data.records); the label CSV is
-read as the other layouts' are (dri_hep2.data.label_csv).
+Every problem found is a `DataError` naming the file and, for CSV problems, the line number.
+With `skip_bad=True` the offending items are left out and listed instead. The record, the error
+and these rules are every reader's (dri_hep2.data.records); the label CSV is read as the other
+layouts' are (dri_hep2.data.label_csv).
 """
 from __future__ import annotations
 
@@ -27,9 +27,6 @@ from .records import CellRecord, CellSet, DataError, FirstLines, finish
 CSV_NAME = "gt_training.csv"
 SPLIT_FOLDERS = {"training": "train", "validation": "val", "test": "test"}
 _IMAGE_RE = re.compile(r"^(\d+)\.png$", re.IGNORECASE)
-# The names the I3A reader and its callers have always used for the records' types.
-I3AError = DataError
-I3ASet = CellSet
 
 
 def normalise_id(raw: str) -> str:
@@ -46,11 +43,11 @@ def parse_label(raw: str) -> int:
     return class_lists.I3A.label(raw)
 
 
-def read_i3a(root: str | Path, *, skip_bad: bool = False) -> I3ASet:
+def read_i3a(root: str | Path, *, skip_bad: bool = False) -> CellSet:
     """Records of every cell under `root` (either layout), checked; images not yet decoded."""
     root = Path(root)
     if not root.is_dir():
-        raise I3AError("not a folder", root)
+        raise DataError("not a folder", root)
     if is_presplit(root):
         return _read_presplit(root, skip_bad)
     return _read_contest(root, skip_bad)
@@ -60,7 +57,7 @@ def is_presplit(root: Path) -> bool:
     return any((root / name).is_dir() for name in SPLIT_FOLDERS)
 
 
-def load_images(records: list[CellRecord]) -> tuple[list[np.ndarray | None], list[I3AError]]:
+def load_images(records: list[CellRecord]) -> tuple[list[np.ndarray | None], list[DataError]]:
     """Decode each record's image as 8-bit grey (cut to its `box` where it has one); None and
     an error for unreadable ones.
 
@@ -84,7 +81,7 @@ def load_images(records: list[CellRecord]) -> tuple[list[np.ndarray | None], lis
                 reason = (f"image is {last[1].shape[1]}x{last[1].shape[0]}, smaller than its "
                           f"mask (cell {rec.id} at {rec.box})")
         if img is None:
-            errors.append(I3AError(reason, rec.image))
+            errors.append(DataError(reason, rec.image))
         images.append(img)
     return images, errors
 
@@ -106,14 +103,14 @@ def decode_png(path: Path) -> np.ndarray | None:
 
 
 # --- contest layout ---------------------------------------------------------------------------
-def _read_contest(root: Path, skip_bad: bool) -> I3ASet:
+def _read_contest(root: Path, skip_bad: bool) -> CellSet:
     csv_path = root / CSV_NAME
     if not csv_path.is_file():
-        raise I3AError(f"no {CSV_NAME} here and no training/validation/test folders: "
-                       "not an I3A folder (nor an ICPR 2012, I3A Task 2 or folder-per-class "
-                       "layout; docs/data.md lists what each needs)", root)
+        raise DataError(f"no {CSV_NAME} here and no training/validation/test folders: "
+                        "not an I3A folder (nor an ICPR 2012, I3A Task 2 or folder-per-class "
+                        "layout; docs/data.md lists what each needs)", root)
     rows = _read_csv(csv_path)
-    bad: list[I3AError] = []
+    bad: list[DataError] = []
     records: dict[str, CellRecord] = {}
     ids = FirstLines(csv_path)
     in_csv: set[str] = set()
@@ -123,15 +120,15 @@ def _read_contest(root: Path, skip_bad: bool) -> I3ASet:
             in_csv.add(cell_id)
             label = parse_label(row["class"])
         except ValueError as exc:
-            bad.append(I3AError(str(exc), csv_path, line))
+            bad.append(DataError(str(exc), csv_path, line))
             continue
         if dup := ids.duplicate(cell_id, f"duplicate image ID {cell_id}", line):
             bad.append(dup)
             continue
         image = _find_image(root, cell_id)
         if image is None:
-            bad.append(I3AError(f"image file {cell_id}.png missing for image ID {row['id']!r}",
-                                csv_path, line))
+            bad.append(DataError(f"image file {cell_id}.png missing for image ID {row['id']!r}",
+                                 csv_path, line))
             continue
         mask = image.with_name(image.stem + "_Mask.png")
         records[cell_id] = CellRecord(cell_id, label, image, mask if mask.is_file() else None,
@@ -140,7 +137,7 @@ def _read_contest(root: Path, skip_bad: bool) -> I3ASet:
     listed = {normalise_id(m.group(1)) for p in root.iterdir()
               if (m := _IMAGE_RE.match(p.name))}
     for cell_id in sorted(listed - in_csv):
-        bad.append(I3AError(f"image has no row in {CSV_NAME}", _find_image(root, cell_id)))
+        bad.append(DataError(f"image has no row in {CSV_NAME}", _find_image(root, cell_id)))
     return finish(root, "contest", list(records.values()), bad, skip_bad, [csv_path])
 
 
@@ -159,11 +156,11 @@ def _read_csv(path: Path) -> list[tuple[int, dict[str, str]]]:
 
 
 # --- pre-split layout (ASSUMPTIONS.md D5) -----------------------------------------------------
-def _read_presplit(root: Path, skip_bad: bool) -> I3ASet:
+def _read_presplit(root: Path, skip_bad: bool) -> CellSet:
     missing = [name for name in SPLIT_FOLDERS if not (root / name).is_dir()]
     if missing:
-        raise I3AError(f"pre-split layout needs training/, validation/ and test/; missing "
-                       f"{', '.join(missing)}", root)
+        raise DataError(f"pre-split layout needs training/, validation/ and test/; missing "
+                        f"{', '.join(missing)}", root)
     csv_labels: dict[str, tuple[int, dict[str, str]]] | None = None
     if (root / CSV_NAME).is_file():
         csv_labels = {}
@@ -171,8 +168,8 @@ def _read_presplit(root: Path, skip_bad: bool) -> I3ASet:
             try:
                 csv_labels.setdefault(normalise_id(row["id"]), (line, row))
             except ValueError as exc:
-                raise I3AError(str(exc), root / CSV_NAME, line) from None
-    bad: list[I3AError] = []
+                raise DataError(str(exc), root / CSV_NAME, line) from None
+    bad: list[DataError] = []
     records: dict[str, CellRecord] = {}
     for folder, split in SPLIT_FOLDERS.items():
         for image, label_dir in _presplit_images(root / folder):
@@ -187,11 +184,11 @@ def _read_presplit(root: Path, skip_bad: bool) -> I3ASet:
                     raise ValueError("image has no class folder and no row in "
                                      f"{root / CSV_NAME}")
             except ValueError as exc:
-                bad.append(I3AError(str(exc), image))
+                bad.append(DataError(str(exc), image))
                 continue
             if cell_id in records:
-                bad.append(I3AError(f"duplicate image ID {cell_id} (also "
-                                    f"{records[cell_id].image})", image))
+                bad.append(DataError(f"duplicate image ID {cell_id} (also "
+                                     f"{records[cell_id].image})", image))
                 continue
             mask = image.with_name(image.stem + "_Mask.png")
             records[cell_id] = CellRecord(cell_id, label, image,

@@ -1,38 +1,20 @@
 """The I3A Task 2 layout (ledger C3): specimen images with their masks and a CSV of one row per
 specimen; every connected component of a mask is one cell, cut out of its image. Its cutting
-knobs (`ReaderOptions`) are the only knobs any reader has."""
+knobs are the only ones of `ReaderOptions` (dri_hep2.data.records) so far."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from .. import classes as class_lists
-from .. import ledger
 from ..classes import spelling_key
 from . import cells, image_files, label_csv
-from .records import CellRecord, CellSet, DataError, FirstLines, finish
+from .records import CellRecord, CellSet, DataError, FirstLines, ReaderOptions, finish
 
 HEADER = "Specimen ID,Pattern"
-
-
-@dataclass(frozen=True)
-class ReaderOptions:
-    """Knobs of the readers (only Task 2 has any: how cells are cut from its masks, C3)."""
-    cell_padding: int = ledger.TASK2_CELL_PADDING
-    min_cell_area: int = ledger.TASK2_MIN_CELL_AREA
-    keep_border_cells: bool = False
-
-    def manifest(self, format: str) -> dict:
-        """What the data folder's manifest records (and the build hash covers)."""
-        out: dict = {"format": format}
-        if format == "i3a-task2":
-            out.update(cell_padding=self.cell_padding, min_cell_area=self.min_cell_area,
-                       keep_border_cells=self.keep_border_cells)
-        return out
 
 
 def is_label_csv(path: Path, header: list[str]) -> bool:

@@ -6,6 +6,7 @@ import argparse
 
 from .. import ledger, paper
 from . import augment, formats
+from .records import ReaderOptions
 
 
 def _steps(text: str) -> tuple[int, ...]:
@@ -48,8 +49,8 @@ def add_augment_arguments(ap) -> None:
                     help="stretch each cell to 0..255 before augmentation (ASSUMPTIONS.md D4)")
 
 
-def reader_options(args) -> formats.ReaderOptions:
-    return formats.ReaderOptions(args.cell_padding, args.min_cell_area, args.keep_border_cells)
+def reader_options(args) -> ReaderOptions:
+    return ReaderOptions(args.cell_padding, args.min_cell_area, args.keep_border_cells)
 
 
 def build_kwargs(args) -> dict:

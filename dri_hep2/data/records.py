@@ -1,6 +1,6 @@
-"""What every reader of `make data` produces and refuses with (dri_hep2.data.i3a and the
-readers of dri_hep2.data.formats): the cell record, the set of them, the error naming file and
-line, the "duplicate ID (first on line N)" bookkeeping, and `finish`, the rule for bad input.
+"""What every reader of `make data` (the registry dri_hep2.data.formats) is called with,
+produces and refuses with: its options, the cell record, the set of them, the error naming file
+and line, the "duplicate ID (first on line N)" bookkeeping, and `finish`, the rule for bad input.
 """
 from __future__ import annotations
 
@@ -9,8 +9,26 @@ from pathlib import Path
 from typing import Hashable
 
 from .. import classes as class_lists
+from .. import ledger
 from ..classes import ClassList
 from ..errors import UserError
+
+
+@dataclass(frozen=True)
+class ReaderOptions:
+    """Knobs of the readers, one set for every format since `read_cells` calls any reader with
+    it (only I3A Task 2 reads any so far: how cells are cut from its masks, C3)."""
+    cell_padding: int = ledger.TASK2_CELL_PADDING
+    min_cell_area: int = ledger.TASK2_MIN_CELL_AREA
+    keep_border_cells: bool = False
+
+    def manifest(self, format: str) -> dict:
+        """What the data folder's manifest records (and the build hash covers)."""
+        out: dict = {"format": format}
+        if format == "i3a-task2":
+            out.update(cell_padding=self.cell_padding, min_cell_area=self.min_cell_area,
+                       keep_border_cells=self.keep_border_cells)
+        return out
 
 
 class DataError(UserError):

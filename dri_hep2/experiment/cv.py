@@ -29,6 +29,7 @@ from .. import atomic, ledger, paper
 from . import execute, metrics, report, stats
 from ..gpus import Gpus
 from ..data import formats, split
+from ..data.records import ReaderOptions
 from ..errors import UserError
 from ..folders import Folder, member
 from .metrics import FULL_COMBO
@@ -95,7 +96,7 @@ def run_cv(cfg: CVConfig, progress: bool = True) -> CVDir | None:
     options = dict(cfg.build)
     cells = formats.read_cells(cfg.source, options.get("format", "auto"),
                                skip_bad=options.get("skip_bad", False),
-                               options=options.get("reader", formats.ReaderOptions()))
+                               options=options.get("reader", ReaderOptions()))
     k = split.fold_count(cells.records, cfg.protocol, cfg.folds)
     plan = _plan(cfg, cells, k)
     _check_plan(cv, plan)
@@ -114,7 +115,7 @@ def _plan(cfg: CVConfig, cells, k: int) -> dict:
     options = {key: value for key, value in cfg.build.items() if key != "reader"}
     overrides = {k: v for k, v in (("max_iter", cfg.max_iter), ("snapshot", cfg.snapshot))
                  if v is not None}
-    reader = cfg.build.get("reader", formats.ReaderOptions()).manifest(cells.format)
+    reader = cfg.build.get("reader", ReaderOptions()).manifest(cells.format)
     return {"net": cfg.net, "schedule": cfg.schedule, "protocol": cfg.protocol,
             "folds": k, "folds_asked": cfg.folds, "seed": cfg.seed,
             "one_specimen_per_fold": cfg.protocol == "loso"

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from ..data import build, formats, split
+from ..data.records import ReaderOptions
 from ..data.folder import DataFolder
 from ..errors import UserError
 from . import evaluate, report, train
@@ -94,7 +95,7 @@ def build_folds(grid: Grid, data_root: Path, progress: bool = True,
     if cells is None:
         cells = formats.read_cells(grid.source, options.get("format", "auto"),
                                    skip_bad=options.get("skip_bad", False),
-                                   options=options.get("reader", formats.ReaderOptions()))
+                                   options=options.get("reader", ReaderOptions()))
     k = split.fold_count(cells.records, grid.protocol, grid.folds)
     # The format is settled: the folds' builds need not detect (and announce) it again.
     options["format"] = cells.format

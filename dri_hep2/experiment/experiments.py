@@ -12,7 +12,8 @@ from .. import atomic, paper
 from . import execute, report, train
 from . import series as series_mod
 from ..gpus import Gpus
-from ..data import build, formats
+from ..data import build
+from ..data.records import ReaderOptions
 from ..data.folder import DataFolder
 from ..errors import UserError
 from .run import snapshot_iteration
@@ -59,7 +60,7 @@ def split_data(data_dir: Path, seed: int) -> Path:
     build.build_dataset(manifest["inputs"]["folder"], out, protocol=p["protocol"], seed=seed,
                         skip_bad=p["skip_bad"], steps=tuple(p["rotation_steps_deg"]),
                         border=p["border"], stretch=p["stretch"], progress=False,
-                        format=reader.pop("format"), reader=formats.ReaderOptions(**reader),
+                        format=reader.pop("format"), reader=ReaderOptions(**reader),
                         folds=p.get("folds"), fold=p.get("fold") or 1)
     return out
 
