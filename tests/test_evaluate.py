@@ -95,7 +95,7 @@ def test_branches_fusions_and_metrics_match_numpy(caffe, tiny_data_dir, tmp_path
 
 def test_a_fused_blob_that_is_not_the_sum_is_refused(caffe, tiny_data_dir, tmp_path):
     run_dir = make_run(caffe, tmp_path / "run", tiny_data_dir, caffe.params.Eltwise.MAX)
-    with pytest.raises(AssertionError, match="prob"):
+    with pytest.raises(UserError, match=r"deploy\.prototxt: blob 'prob' differs from the sum"):
         evaluate.evaluate(run_dir, tiny_data_dir)
 
 

@@ -88,6 +88,16 @@ def branch_outputs(net, images: np.ndarray, transform: Transform,
             max_diff)
 
 
+def require_fused_sum(deploy: Path, max_diff: float) -> None:
+    """Refuse a deploy net whose fused `prob` is not the sum of its branches (`max_diff` from
+    `branch_outputs`): it is not the net the run trained, and its figures would not be the
+    paper's fusion. A file given by hand can be so, hence an error naming it, not an assert."""
+    if max_diff > FUSED_TOLERANCE:
+        raise UserError(f"{deploy}: blob {FUSED_BLOB!r} differs from the sum of the branch "
+                        f"probabilities by {max_diff:g}; it is not the deploy net this toolkit "
+                        "writes (make train writes it)")
+
+
 def test_specimens(data: DataFolder, split: str, ids: list[str]) -> list[str] | None:
     """The specimen of each evaluated cell, from the data folder's split CSV; None when any is
     unknown (then the MCA bootstrap resamples cells, ledger T8)."""
@@ -124,9 +134,7 @@ def evaluate(run_dir: str | Path, data_dir: str | Path = "data", weights: str | 
     images, labels, ids = read_lmdb(data.lmdb(split))
     specimens = test_specimens(data, split, ids)
     outputs, max_diff = branch_outputs(net, images, transform, batch_size)
-    if max_diff > FUSED_TOLERANCE:
-        raise AssertionError(f"deploy blob {FUSED_BLOB!r} differs from the sum of the branch "
-                             f"probabilities by {max_diff:g}")
+    require_fused_sum(run.deploy, max_diff)
     interval_options = dict(intervals=True, groups=specimens, resamples=resamples,
                             classes=classes.names)
     fusions = {rule: metrics.evaluate_combos(labels, outputs[rule], **interval_options)

@@ -39,12 +39,8 @@ class CaffeModel:
     def probabilities(self, views: np.ndarray) -> dict[int, np.ndarray]:
         outputs, max_diff = self._evaluate.branch_outputs(
             self.net, views[:, None], self.transform, batch_size=len(views))
-        if max_diff > self._evaluate.FUSED_TOLERANCE:
-            # make predict fuses the branches itself: a deploy net whose sum layer is not
-            # their sum is not the net the run trained.
-            raise UserError(f"{self.deploy}: blob {self._evaluate.FUSED_BLOB!r} differs from "
-                            f"the sum of the branch probabilities by {max_diff:g}; it is not "
-                            "the deploy net this toolkit writes (make train writes it)")
+        # make predict fuses the branches itself, from a net that must be the one trained.
+        self._evaluate.require_fused_sum(self.deploy, max_diff)
         return outputs["prob"]
 
 
