@@ -48,6 +48,15 @@ class SlurmOptions:
     signal_seconds: int = ledger.SLURM_SIGNAL_SECONDS   # T11: USR1 this long before the limit
     gres: str | None = None             # default gpu:1 when GPU= is set
 
+    def __post_init__(self):
+        limit = time_seconds(self.time) if self.time else None
+        if limit is not None and limit < self.signal_seconds + SIGNAL_RESOLUTION:
+            raise UserError(
+                f"time = {self.time}: a task's time limit must exceed signal_seconds "
+                f"({self.signal_seconds} s) by {SIGNAL_RESOLUTION} s or more; Slurm sends the "
+                "USR1 up to a minute early, and a task warned as it starts only snapshots and "
+                "requeues, again and again")
+
     @classmethod
     def from_file(cls, path: Path) -> dict:
         """`key = value` lines (# comments) of a SLURM_CONFIG file, checked."""
@@ -80,6 +89,29 @@ class SlurmOptions:
         return [f"#SBATCH --{k}={v}" for k, v in pairs if v is not None]
 
 
+# slurmctld sends --signal's warning up to 60 s before the time it was asked for; a task
+# warned in its first minute would do no training at all.
+SIGNAL_RESOLUTION = 120
+
+
+def time_seconds(text: str) -> int | None:
+    """Seconds of a Slurm --time value (M, M:S, H:M:S, D-H, D-H:M, D-H:M:S); None: no limit."""
+    if text.lower() in ("infinite", "unlimited"):
+        return None
+    m = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", text)
+    if not m:
+        raise UserError(f"time = {text}: not a Slurm time (minutes, M:S, H:M:S, D-H, D-H:M "
+                        "or D-H:M:S)")
+    days, a, b, c = (int(x) if x is not None else None for x in m.groups())
+    if days is not None:                    # D-H, D-H:M, D-H:M:S
+        hours, minutes, seconds = a, b or 0, c or 0
+    elif c is not None:                     # H:M:S
+        hours, minutes, seconds = a, b, c
+    else:                                   # M, M:S
+        hours, minutes, seconds = 0, a, b or 0
+    return (((days or 0) * 24 + hours) * 60 + minutes) * 60 + seconds
+
+
 def _typed(key: str, value, where: str):
     if key in ("cpus_per_task", "max_parallel", "signal_seconds"):
         try:
@@ -109,7 +141,11 @@ def check_cluster(options: SlurmOptions) -> None:
 
 
 def _slurm(*command: str) -> str:
-    out = subprocess.run(command, capture_output=True, text=True)
+    try:
+        out = subprocess.run(command, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise UserError(f"{command[0]}: not on PATH (Slurm's client commands are needed "
+                        "here)") from None
     if out.returncode != 0:
         raise UserError(f"{' '.join(command)} failed ({out.returncode}): "
                         f"{(out.stderr or out.stdout).strip()}")
@@ -141,6 +177,8 @@ def sbatch_text(sweep: SweepDir, cells: list[Cell], options: SlurmOptions, gpus:
              f"#SBATCH --job-name={name}",
              f"#SBATCH --array={array_spec([c.index for c in cells], options.max_parallel)}",
              f"#SBATCH --output={sweep.slurm_logs}/%A_%a.out",
+             "# A requeued task writes on after its earlier output rather than over it.",
+             "#SBATCH --open-mode=append",
              f"#SBATCH --chdir={REPO_ROOT}",
              "# A preempted or failed node puts the task back in the queue; it resumes from its",
              "# newest snapshot.",
@@ -151,6 +189,8 @@ def sbatch_text(sweep: SweepDir, cells: list[Cell], options: SlurmOptions, gpus:
              f"#SBATCH --signal=B:USR1@{options.signal_seconds}",
              *options.directives(gpus),
              "set -euo pipefail",
+             "# Ignored until Python has its own handler: a USR1 during its start would kill it.",
+             "trap '' USR1",
              "# exec: the batch shell becomes the task, so the USR1 above reaches it.",
              "exec " + _tool_command("task", "--sweep-dir", str(sweep.path),
                                      *(["--gpu", gpus.flag] if gpus else []))]
@@ -172,18 +212,24 @@ def gather_text(sweep: SweepDir, options: SlurmOptions) -> str:
 
 
 # --- submitting -------------------------------------------------------------------------------
+# The states of a job that has not ended. squeue's own default leaves out some (a suspended or
+# held task is still the sweep's), and with -j it lists ended jobs too (for MinJobAge seconds).
+ACTIVE_STATES = "PD,R,CG,CF,S,ST,RQ,RH,RF,RS,SI,SO"
+
+
 def queued(sweep: SweepDir) -> dict[int, tuple[str, str]]:
-    """Cell index -> (Slurm job id, state) of this sweep's array tasks still in the queue."""
-    jobs = sweep.read_jobs()
-    if not jobs:
+    """Cell index -> (array job id, state) of this sweep's array tasks that have not ended."""
+    arrays = {j["array"] for j in sweep.read_jobs()}
+    if not arrays:
         return {}
-    ids = ",".join(j["array"] for j in jobs)
-    out = subprocess.run(["squeue", "-h", "-r", "-j", ids, "-o", "%A %K %T"],
-                         capture_output=True, text=True)
+    # Not -j <ids>: squeue refuses the whole list once the controller has forgotten one of
+    # them. %F is the array's job id (%A, each task's own id once it runs), %K the task index
+    # (-r: one line per task, pending ones too).
+    out = _slurm("squeue", "-h", "-r", "--me", "-t", ACTIVE_STATES, "-o", "%F %K %T")
     states = {}
-    for line in out.stdout.splitlines():      # a job long gone: squeue lists nothing
+    for line in out.splitlines():
         job, task, state = line.split()
-        if task.isdigit():
+        if job in arrays and task.isdigit():
             states[int(task)] = (job, state)
     return states
 

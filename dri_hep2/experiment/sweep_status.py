@@ -13,22 +13,26 @@ import json
 from pathlib import Path
 
 from ..engine import caffe_log
+from ..errors import UserError
 from . import execute, slurm
 from .report import headline
-from .run import RunDir
+from .run import RunDir, snapshot_iteration
 from .sweep import SweepDir, load
 
 TAIL = 3
 
 
-def _last_iteration(log: Path) -> int | None:
-    if not log.is_file():
-        return None
-    found = None
-    for line in log.read_text(errors="replace").splitlines()[-400:]:
-        if m := caffe_log.TRAIN_LINE.search(line) or caffe_log.FINAL_LOSS.search(line):
-            found = int(m.group(1))
-    return found
+def _last_iteration(run: RunDir) -> int | None:
+    """The newest of the log's last displayed iteration and the newest snapshot (a schedule
+    displays every 20 iterations, a short run may snapshot more often)."""
+    found = []
+    if run.log.is_file():
+        for line in run.log.read_text(errors="replace").splitlines()[-400:]:
+            if m := caffe_log.TRAIN_LINE.search(line) or caffe_log.FINAL_LOSS.search(line):
+                found.append(int(m.group(1)))
+    if state := run.newest("solverstate"):
+        found.append(snapshot_iteration(state))
+    return max(found, default=None)
 
 
 def _tail(path: Path) -> str:
@@ -45,13 +49,19 @@ def _task_output(sweep: SweepDir, index: int) -> Path | None:
 
 def lines(sweep: SweepDir) -> list[str]:
     _, cells = load(sweep)
-    in_queue = slurm.queued(sweep) if sweep.read_jobs() else {}
+    # Without squeue (the cluster stopped, or another host) the run folders still say what is
+    # finished; the last line says what is not known.
+    unknown = None
+    try:
+        in_queue = slurm.queued(sweep)
+    except UserError as e:
+        in_queue, unknown = {}, f"(queued and running tasks unknown: {e})"
     ended = slurm.finished_states(sweep)
     width = max(len(c.name) for c in cells)
     out = []
     for cell in cells:
         run = RunDir(cell.run_dir)
-        at = _last_iteration(run.log)
+        at = _last_iteration(run)
         if execute.is_done(cell):
             result = json.loads(run.eval_json.read_text())
             text = f"finished: {headline(result)} at iteration {result['iteration']}"
@@ -61,7 +71,10 @@ def lines(sweep: SweepDir) -> list[str]:
                     if state == "RUNNING" else f"{state.lower()} (job {job}_{cell.index})")
         else:
             sessions = run.read_manifest().get("sessions", [])
-            failed = sessions and sessions[-1].get("outcome") == "failed"
+            # Caffe killed by a signal (scancel, preemption, a node's shutdown) has not failed:
+            # its run resumes from the newest snapshot.
+            failed = (sessions and sessions[-1].get("outcome") == "failed"
+                      and (sessions[-1].get("returncode") or 0) >= 0)
             output = _task_output(sweep, cell.index)
             state = ended.get(cell.index)
             if failed or state in ("FAILED", "NODE_FAIL", "OUT_OF_MEMORY"):
@@ -76,4 +89,4 @@ def lines(sweep: SweepDir) -> list[str]:
             else:
                 text = "not started"
         out.append(f"{cell.name:<{width}}  {text}")
-    return out
+    return out + ([unknown] if unknown else [])
