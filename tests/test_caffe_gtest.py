@@ -33,6 +33,12 @@ MUST_PASS = (
     "SoftmaxWithLossLayerTest/0.TestGradient",      # SoftmaxWithLoss
     "AccuracyLayerTest/0.TestForwardTopK",          # Accuracy
     "DataLayerTest/0.TestReadLMDB",                 # Data on LMDB
+    # Patch 12 (exact resume): the stream continued per solver rank, whole-or-absent writes,
+    # a net with Dropout trained straight and restored half-way, bit for bit.
+    "DataRepositionTest/0.TestEachSolverRankAtItsOwnOffset",
+    "WriteProtoToBinaryFileTest.TestReplacesWholeAndLeavesNoTemporary",
+    "SolverResumeTest/0.TestResumedRunEqualsStraightRun",
+    "SolverResumeTest/1.TestResumedRunEqualsStraightRun",
 )
 
 

@@ -3,7 +3,8 @@
 # tools/build_caffe.sh) and print pass/fail counts: `make caffe-test`.
 #
 # usage: tools/caffe_test.sh [cpu|gpu|auto] [--caffe-home DIR] [--device N] [--log FILE]
-#   cpu   the CPU cases: typed tests /0 (float) and /1 (double), nothing that names a GPU
+#   cpu   the CPU cases: typed tests /0 (float) and /1 (double) and patch 12's untyped case,
+#         nothing that names a GPU
 #   gpu   the GPU cases: typed tests /2 and /3, the *GPU* cases and PlatformTest, on --device
 #   auto  (default) cpu, then gpu where the build is a CUDA one and nvidia-smi sees a GPU
 #
@@ -43,7 +44,8 @@ nvidia-smi -L >/dev/null 2>&1 && have_gpu=1
 cpu_filter() {
   local neg="*GPU*:PlatformTest.*"
   [ -n "${CAFFE_TEST_FILTER:-}" ] && neg="$neg:$CAFFE_TEST_FILTER"
-  echo "*/0.*:*/1.*-$neg"
+  # Typed tests /0 and /1, and the untyped ones (patch 12's WriteProtoToBinaryFileTest).
+  echo "*/0.*:*/1.*:WriteProtoToBinaryFileTest.*-$neg"
 }
 gpu_filter() { echo "*/2.*:*/3.*:*GPU*:PlatformTest.*"; }
 
