@@ -2,6 +2,7 @@
 
     solver.prototxt, train_val.prototxt, deploy.prototxt   what Caffe ran (dri_hep2.train)
     snapshots/<net>_iter_<N>.{caffemodel,solverstate}      Caffe's snapshots
+    snapshots/broken/                                      snapshots set aside on resume
     train.log, log.csv, curves.png                         the log, parsed, plotted
     train.lock                                             held while a training runs
     run_manifest.json                                      code, Caffe build, inputs, sessions
@@ -32,6 +33,37 @@ _ITER_OF = re.compile(r"_iter_(\d+)\.(solverstate|caffemodel)$")
 
 class RunMismatch(UserError):
     """The run folder holds snapshots of a different net, solver or data set."""
+
+
+def _snapshot_fault(state_path: Path, run_path: Path) -> str | None:
+    """Why a .solverstate and the .caffemodel it names cannot be resumed from, or None.
+
+    Both must parse, the state's iteration must be the one in its name, and the model it
+    names must exist (Caffe writes the model first, then the state: patch 12 makes each write
+    whole or absent; the stock build writes in place, so a kill can truncate either)."""
+    from google.protobuf.message import DecodeError
+    from ..net.proto import caffe_pb2      # pycaffe only when a run resumes
+    iteration = snapshot_iteration(state_path)
+    state = caffe_pb2.SolverState()
+    try:
+        state.ParseFromString(state_path.read_bytes())
+    except DecodeError:
+        return "its .solverstate does not parse"
+    if state.iter != iteration:
+        return f"its .solverstate holds iteration {state.iter}"
+    if not state.learned_net:
+        return "its .solverstate names no .caffemodel"
+    model_path = run_path / state.learned_net
+    if not model_path.is_file():
+        return f"{state.learned_net} is missing"
+    model = caffe_pb2.NetParameter()
+    try:
+        model.ParseFromString(model_path.read_bytes())
+    except DecodeError:
+        return f"{model_path.name} does not parse"
+    if not model.layer:
+        return f"{model_path.name} holds no layers"
+    return None
 
 
 def snapshot_iteration(path: Path) -> int:
@@ -69,6 +101,7 @@ class RunDir(Folder):
     train_val = member("train_val.prototxt")
     deploy = member("deploy.prototxt")
     snapshots = member("snapshots")
+    broken = member("snapshots/broken")      # pairs that resume_state set aside
     log = member("train.log")
     log_csv = member("log.csv")
     curves = member("curves.png")
@@ -118,6 +151,28 @@ class RunDir(Folder):
         """The snapshot with the highest iteration (`solverstate` or `caffemodel`)."""
         found = list(self.snapshots.glob(f"*_iter_*.{suffix}"))
         return max(found, key=snapshot_iteration) if found else None
+
+    def resume_state(self, say=print) -> Path | None:
+        """The newest .solverstate that resumes: its pair checked (`_snapshot_fault`), a pair
+        that fails moved into snapshots/broken/ with one line said, the one before tried.
+        Temporary files of a write that was killed (patch 12's `<file>.tmp`) are removed."""
+        for leftover in self.snapshots.glob("*.tmp"):
+            say(f"removing {leftover}: a snapshot write that did not finish")
+            leftover.unlink()
+        states = sorted(self.snapshots.glob("*_iter_*.solverstate"), key=snapshot_iteration,
+                        reverse=True)
+        for state in states:
+            fault = _snapshot_fault(state, self.path)
+            if fault is None:
+                return state
+            self.broken.mkdir(exist_ok=True)
+            pair = [state, state.with_suffix(".caffemodel")]
+            for path in pair:
+                if path.is_file():
+                    path.rename(self.broken / path.name)
+            say(f"{state} cannot be resumed from ({fault}): moved with its .caffemodel into "
+                f"{self.broken}; trying the snapshot before it")
+        return None
 
     def weights(self, given: str | Path | None = None) -> Path:
         """The .caffemodel to use: `given` (WEIGHTS=) or the newest snapshot."""
@@ -182,11 +237,29 @@ class RunDir(Folder):
         }
         return atomic.write_text(self.manifest, json.dumps(manifest, indent=2) + "\n")
 
-    def check_unchanged(self, files: dict[str, str]) -> None:
-        """Before resuming from a snapshot: the run's prototxts must be what they were."""
+    def check_unchanged(self, files: dict[str, str]) -> int | None:
+        """Before resuming from a snapshot: the run's prototxts must be what they were, but
+        for a larger max_iter (MAX_ITER= extending a run, which Caffe resumes like any other).
+        Returns the old max_iter when the run is being extended, else None."""
         changed = [name for name, text in files.items()
                    if not (self.path / name).is_file() or (self.path / name).read_text() != text]
+        extended = None
+        if RunDir.solver in changed:
+            from ..net import proto
+            old = proto.read(self.solver, proto.caffe_pb2.SolverParameter)
+            new = proto.caffe_pb2.SolverParameter()
+            proto.text_format.Merge(files[RunDir.solver], new)
+            fields = [f"{field.name}: {getattr(old, field.name)} -> {getattr(new, field.name)}"
+                      for field in new.DESCRIPTOR.fields if not field.is_repeated
+                      and getattr(old, field.name) != getattr(new, field.name)]
+            if fields == [f"max_iter: {old.max_iter} -> {new.max_iter}"] \
+                    and new.max_iter > old.max_iter:
+                changed.remove(RunDir.solver)
+                extended = old.max_iter
+            elif fields:
+                changed[changed.index(RunDir.solver)] = f"{RunDir.solver} ({'; '.join(fields)})"
         if changed:
             raise RunMismatch(
                 f"{self.path} holds snapshots of another configuration ({', '.join(changed)} "
                 f"would change): use a new RUN_DIR, or delete {self.snapshots} to start over")
+        return extended

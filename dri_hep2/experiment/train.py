@@ -100,7 +100,8 @@ def build_run_files(cfg: RunConfig) -> dict[str, str]:
                                  random_seed=cfg.seed)
     # MAX_ITER= / SNAPSHOT=: a shorter or longer run of the same schedule (its learning-rate
     # steps stay where the schedule puts them). Written into solver.prototxt, so a rerun with
-    # other values on a run with snapshots is refused by check_unchanged.
+    # other values on a run with snapshots is refused by check_unchanged, but for a larger
+    # MAX_ITER, which extends the run.
     for name, value in cfg.overrides().items():
         setattr(solver_param, name, value)
     # The CLI's -gpu flag alone picks the device: with solver_mode GPU in the file, Caffe
@@ -121,7 +122,10 @@ def prepare(cfg: RunConfig, files: dict[str, str] | None = None) -> RunDir:
     run = cfg.run
     files = files or build_run_files(cfg)
     if run.newest("solverstate") is not None:
-        run.check_unchanged(files)
+        extended_from = run.check_unchanged(files)
+        if extended_from is not None:
+            print(f"{run.path}: extending the run from {extended_from} to {cfg.max_iter} "
+                  "iterations (MAX_ITER); it resumes from its newest snapshot", file=sys.stderr)
     for name, text in files.items():
         atomic.write_text(run / name, text)
     run.snapshots.mkdir(parents=True, exist_ok=True)
@@ -160,7 +164,7 @@ def run_caffe(run: RunDir | str | Path, gpus: Gpus = Gpus(), data: DataFolder | 
     """
     run = RunDir(run)
     last = max_iter(run)
-    state = run.newest("solverstate")
+    state = run.resume_state(say=lambda line: print(line, file=sys.stderr))
     session = Session(resumed_from=str(state.relative_to(run.path)) if state else None,
                       command=_command(run, state, gpus))
     start_iter = snapshot_iteration(state) if state else 0
