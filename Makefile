@@ -181,7 +181,8 @@ cv: setup  ## cross-validation of NET from I3A=<dir> (PROTOCOL=kfold K=5 | PROTO
 # docs/sweeps.md. SCHEDULER=local trains the grid here; SCHEDULER=slurm submits it as one job
 # array (and a summary job after it) and returns. SLURM_* or a SLURM_CONFIG file of
 # `key = value` lines (partition, account, time, mem, cpus_per_task, max_parallel,
-# signal_seconds, gres) say how; MAX_PARALLEL throttles the array.
+# signal_seconds, gres) say how; MAX_PARALLEL throttles the array. SLURM_STATE: the folder of
+# make slurm-up's one-node cluster (keep it short: unix sockets live in it).
 NETS           ?= dri
 SCHEDULER      ?= local
 SWEEP_DIR      ?= results/sweep
@@ -192,9 +193,12 @@ SLURM_TIME     ?=
 SLURM_MEM      ?=
 SLURM_CPUS     ?=
 MAX_PARALLEL   ?=
+SLURM_SIGNAL_SECONDS ?=
+SLURM_GRES     ?=
 SLURM_STATE    ?= $(HOME)/.cache/dri-hep2/slurm
 SLURM_ARGS = $(foreach v,partition:SLURM_PARTITION account:SLURM_ACCOUNT time:SLURM_TIME \
-  mem:SLURM_MEM cpus-per-task:SLURM_CPUS max-parallel:MAX_PARALLEL slurm-config:SLURM_CONFIG,\
+  mem:SLURM_MEM cpus-per-task:SLURM_CPUS max-parallel:MAX_PARALLEL slurm-config:SLURM_CONFIG \
+  signal-seconds:SLURM_SIGNAL_SECONDS gres:SLURM_GRES,\
   $(if $($(word 2,$(subst :, ,$(v)))),--$(word 1,$(subst :, ,$(v))) $($(word 2,$(subst :, ,$(v))))))
 .PHONY: sweep sweep-status slurm-up slurm-down
 
@@ -207,7 +211,6 @@ sweep-status: venv  ## one line per run of SWEEP_DIR: pending, running at iterat
 
 slurm-up:  ## a one-node Slurm cluster on this machine (munge, slurmctld, slurmd) to try SCHEDULER=slurm
 	tools/slurm_local.sh up $(SLURM_STATE)
-	@echo "then: export SLURM_CONF=$(SLURM_STATE)/slurm.conf (or: source $(SLURM_STATE)/env.sh)"
 
 slurm-down:  ## stop the cluster of make slurm-up
 	tools/slurm_local.sh down $(SLURM_STATE)
