@@ -65,6 +65,9 @@ def test_gpu_check_cpu_mode_end_to_end(tmp_path):
     assert a["cpu_fused_top1_consistent"] and not a["compared"]
     assert set(a["cpu"]) >= {"loss1/loss", "loss2/loss", "loss3/loss", "fused/top-1", "loss3/top-1"}
     assert r["gtest"]["ok"] and r["gtest"]["passed"] > 20
+    # Step 4b: the training again from its half-way snapshot gave the same final bytes.
+    assert r["resume"] == {"ok": True, "status": "identical", "result": "identical",
+                           "resumed_from": "dri_iter_4.solverstate", "final": "dri_iter_8.caffemodel"}
     assert "PASSED" in (out / "gpu_check.md").read_text().splitlines()[0]
     # CPU mode stays within its budget (300 s; about 2 minutes on 2 quiet cores) plus the report.
     assert seconds < 330, f"gpu_check.sh took {seconds:.0f} s in CPU mode"
@@ -101,6 +104,17 @@ def test_report_agreement_catches_cpu_gpu_differences():
 
     wrong_labels = rep.agreement(cpu, None, [1, 1, 2, 3])
     assert not wrong_labels["cpu_fused_top1_consistent"] and not wrong_labels["ok"]
+
+
+def test_report_resume_fails_on_differing_bytes_or_a_failed_step():
+    rep = _report_module()
+    facts = "resumed_from=dri_iter_1000.solverstate\nfinal=dri_iter_2000.caffemodel\n"
+    assert rep.resume(facts + "result=identical\n", {"status": "0"})["ok"]
+    assert not rep.resume(facts + "result=differs\n", {"status": "0"})["ok"]
+    timed_out = rep.resume(facts + "result=differs\n", {"status": "124"})
+    assert not timed_out["ok"] and timed_out["status"] == "stopped at its time limit"
+    assert rep.resume("", None) == {"ok": False,
+                                    "status": "not run (fewer than two snapshots)"}
 
 
 def test_gpu_check_refuses_a_missing_kit(tmp_path):

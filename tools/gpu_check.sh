@@ -26,7 +26,10 @@
 #   4. caffe test of the trained weights on the kit's test LMDB on the CPU and on the GPU:
 #      losses and accuracies within 1e-4, fused top-1 identical       [CPU only, checked
 #                                                                      against the labels]
-#   5. Caffe's GTest cases of our layers: GPU cases                    [a quick CPU subset]
+#   4b. exact resume: the training again from its half-way snapshot, final .caffemodel
+#      byte-identical to step 3's (patch 12)                          [the same, 4 iterations]
+#   5. Caffe's GTest cases of our layers: GPU cases (patch 12's SolverResumeTest among them)
+#                                                                      [a quick CPU subset]
 #   6. report: python3 tools/gpu_check_report.py (standard library only)
 # Exit status 0 when every step passed.
 set -uo pipefail
@@ -155,6 +158,24 @@ if [ -n "$weights" ]; then
   [ $mode = gpu ] && (cd "$work/run" && step test_gpu 60 caffe test -model dri_test.prototxt -weights "$weights" -iterations "$titers" -gpu "$device")
 else
   say "no snapshot: training did not get far enough, no agreement check"
+fi
+
+# --- 4b. exact resume (patch 12): the training resumed from its half-way snapshot ends with the
+# same final .caffemodel, byte for byte (docs/training.md) -------------------------------------------
+final=$(ls "$work"/run/snapshots/dri_iter_*.caffemodel 2>/dev/null | sort -t_ -k3 -n | tail -n1)
+half=$(ls "$work"/run/snapshots/dri_iter_*.solverstate 2>/dev/null | sort -t_ -k3 -n | tail -n2 | head -n1)
+if [ -n "$final" ] && [ -n "$half" ] && [ "${half%.solverstate}.caffemodel" != "$final" ]; then
+  rm -rf "$work/resume"
+  cp -r "$work/run" "$work/resume"
+  rm -f "$work/resume/snapshots/$(basename "$final")"
+  (cd "$work/resume" && step resume $([ $mode = gpu ] && echo 200 || echo 100) \
+     caffe train -solver "dri_solver_$mode.prototxt" -snapshot "snapshots/$(basename "$half")" "${gpuflag[@]}")
+  again="$work/resume/snapshots/$(basename "$final")"
+  if [ -f "$again" ] && cmp -s "$final" "$again"; then same=identical; else same=differs; fi
+  printf 'resumed_from=%s\nfinal=%s\nresult=%s\n' "$(basename "$half")" "$(basename "$final")" \
+    "$same" > "$logs/resume.txt"
+else
+  say "fewer than two snapshots: no resume check"
 fi
 
 # --- 5. Caffe's GTest cases -------------------------------------------------------------------------

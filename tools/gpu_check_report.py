@@ -180,6 +180,16 @@ def fmt(v, spec=",.1f"):
     return "-" if v is None else format(v, spec)
 
 
+def resume(text: str, step: dict | None) -> dict:
+    """Step 4b: the training resumed from its half-way snapshot, final model compared."""
+    facts = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    ok = step is not None and step.get("status") == "0" and facts.get("result") == "identical"
+    status = (facts.get("result") or "not run") if step else "not run (fewer than two snapshots)"
+    if step and step.get("status") != "0":
+        status = status_text(step)
+    return {"ok": ok, "status": status, **facts}
+
+
 def markdown(r: dict) -> str:
     L = [f"# GPU check ({r['mode']} mode): {'PASSED' if r['ok'] else 'FAILED'}", "",
          f"Bundle `{r['bundle']}`; {r['seconds']} s in all. "
@@ -231,6 +241,10 @@ def markdown(r: dict) -> str:
         L += ["", "No GPU: CPU only. Fused top-1 from the per-image predictions "
               f"{fmt(a.get('cpu_fused_top1_from_predictions'), '.4f')}, "
               f"{'equal to' if a['cpu_fused_top1_consistent'] else 'NOT equal to'} Caffe's fused/top-1."]
+    rs = r["resume"]
+    L += ["", "## Exact resume (patch 12)", "",
+          f"Training again from `{rs.get('resumed_from', '?')}` to `{rs.get('final', '?')}`: "
+          f"final .caffemodel {rs['status']}" + (" to step 3's, byte for byte." if rs["ok"] else ".")]
     g = r["gtest"]
     L += ["", f"## Caffe's GTest cases ({'GPU' if r['mode'] == 'gpu' else 'a CPU sample'})", "",
           f"{g['passed']} passed, {g['failed']} failed ({g['status']}"
@@ -273,6 +287,7 @@ def main(argv=None) -> int:
     gpu = caffe_test(read(logs / "test_gpu.log")) if args.mode == "gpu" else None
     r["agreement"] = agreement(cpu, gpu, kit["test_labels"])
     r["gtest"] = gtest(read(logs / "gtest.log"), all_steps.get("gtest"))
+    r["resume"] = resume(read(logs / "resume.txt"), all_steps.get("resume"))
 
     problems = []
     if all_steps.get("version", {}).get("status") != "0":
@@ -293,6 +308,8 @@ def main(argv=None) -> int:
     if not r["gtest"]["ok"]:
         problems.append(f"GTest: {r['gtest']['passed']} passed, {r['gtest']['failed']} failed, "
                         f"{r['gtest']['status']} (logs/gtest.log)")
+    if not r["resume"]["ok"]:
+        problems.append(f"exact resume: {r['resume']['status']} (logs/resume.log)")
     r["problems"] = problems
     r["ok"] = not problems
 
