@@ -159,13 +159,18 @@ N          ?= 5
 SEEDS      ?=
 VARY_SPLIT ?=
 CV_DIR     ?= results/$(NET)-$(PROTOCOL)
-.PHONY: demo demo-seeds seeds ablation cv
+RESUME_CHECK_DIR ?= results/resume-check
+TRIALS     ?= 3
+.PHONY: demo demo-seeds seeds ablation cv resume-check
 
 demo: setup  ## the main job on a CPU: synthetic replica, data, short DRI training, eval, report in results/demo
 	$(PY) tools/demo.py --data-dir $(DEMO_DATA_DIR) --run-dir $(DEMO_RUN_DIR)
 
 seeds: setup  ## N runs of NET/SCHEDULE differing only in Caffe's seed (VARY_SPLIT=1: the split too) into RUN_DIR-seeds, summary page
 	$(PY) tools/seeds.py --net $(NET) --schedule $(SCHEDULE) --data-dir $(DATA_DIR) --run-dir $(RUN_DIR) -n $(N) $(if $(VARY_SPLIT),--vary-split) --gpu "$(GPU)" $(OVERRIDES) $(NET_ARGS)
+
+resume-check: setup  ## NET (default shallow_inception) SCHEDULE=short MAX_ITER SNAPSHOT on DEMO_DATA_DIR: TRIALS runs killed twice with SIGKILL, resumed, byte-identical to a straight run?
+	$(PY) tools/resume_check.py --net $(if $(filter command line,$(origin NET)),$(NET),shallow_inception) --schedule $(if $(filter command line,$(origin SCHEDULE)),$(SCHEDULE),short) --data-dir $(DEMO_DATA_DIR) --check-dir $(RESUME_CHECK_DIR) --trials $(TRIALS) $(OVERRIDES) $(if $(DURING_WRITE),--during-write)
 
 demo-seeds: demo  ## the demo's figure as a range: N seeds of the demo into results/demo-seeds (its page shows them)
 	$(MAKE) seeds NET=dri SCHEDULE=short DATA_DIR=$(DEMO_DATA_DIR) RUN_DIR=$(DEMO_RUN_DIR) N=$(N)
