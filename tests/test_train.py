@@ -1,4 +1,4 @@
-"""`caffe train` through dri_hep2.train: real Caffe on tiny LMDBs, no mocks."""
+"""`caffe train` through dri_hep2.experiment.train: real Caffe on tiny LMDBs, no mocks."""
 from __future__ import annotations
 
 import json
@@ -92,7 +92,7 @@ def test_interrupt_snapshots_and_rerun_resumes(caffe, tiny_data_dir, tmp_path):
     max_iter = 3000
     run_dir = write_tiny_run(caffe, tmp_path / "run", tiny_data_dir, max_iter=max_iter,
                              display=20)
-    script = ("import sys; from dri_hep2 import train; "
+    script = ("import sys; from dri_hep2.experiment import train; "
               "s = train.run_caffe(sys.argv[1], progress=False); print(s.outcome)")
     proc = subprocess.Popen([sys.executable, "-c", script, str(run_dir)],
                             stdout=subprocess.PIPE, text=True)
