@@ -1,5 +1,6 @@
-"""dri_hep2.evaluate with real pycaffe: one forward pass gives FC1, FC2, FC3; the fusions and
-metrics agree with a NumPy recomputation; a deploy net whose `prob` is not the sum is refused."""
+"""dri_hep2.experiment.evaluate with real pycaffe: one forward pass gives FC1, FC2, FC3; the
+fusions and metrics agree with a NumPy recomputation; a deploy net whose `prob` is not the sum
+is refused, naming the file."""
 from __future__ import annotations
 
 import json

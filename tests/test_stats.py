@@ -1,5 +1,5 @@
-"""Intervals and paired tests (dri_hep2.stats) against values worked out by hand or in the
-literature."""
+"""Intervals and paired tests (dri_hep2.experiment.stats) against values worked out by hand or in
+the literature."""
 from __future__ import annotations
 
 import math

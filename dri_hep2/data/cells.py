@@ -3,8 +3,8 @@
     file ──decode──▶ 8-bit grey ──net_view──▶ 76x76 uint8 (what the val/test LMDBs hold)
          ──Transform──▶ (x - mean) * scale, float32 (what Caffe's TEST Data layer feeds)
 
-`make data` (data.build, through i3a.load_images) and `make predict` (dri_hep2.predict) call
-the same `decode` and `net_view`; evaluation and prediction the same `Transform`. Nothing here
+`make data` (data.build, through i3a.load_images) and `make predict` (dri_hep2.model.inputs)
+call the same `decode` and `net_view`; evaluation and prediction the same `Transform`. Nothing here
 imports pycaffe: the ONNX backend of `make predict` runs on these functions without Caffe.
 """
 from __future__ import annotations

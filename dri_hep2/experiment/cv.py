@@ -5,7 +5,7 @@ the pooled confusion matrix, beside the paper's cell-level figure.
 
     <CV_DIR> (default results/<NET>-<PROTOCOL>)
         cv.json                 what the series is (net, schedule, protocol, folds, data, seed)
-        fold-1/ ... fold-K/     a run folder each (dri_hep2.run.RunDir)
+        fold-1/ ... fold-K/     a run folder each (dri_hep2.experiment.run.RunDir)
         summary.json            per-fold figures, pooled figures, spread over folds
         README.md, confusion.png
 

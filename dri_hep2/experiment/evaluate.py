@@ -1,6 +1,7 @@
 """Evaluate a trained run on the test split: the branch outputs FC1, FC2, FC3 from one forward
 pass of the deploy net, the Table 3(b) fusions under both readings of the sum layer, MCA / ACA
-(Eq. 3, Table 4) with 95 % intervals, and paired tests between the fusions (dri_hep2.stats).
+(Eq. 3, Table 4) with 95 % intervals, and paired tests between the fusions
+(dri_hep2.experiment.stats).
 
 Input images get the transformation that the run's TEST-phase Data layer applies (its
 `mean_file`, `mean_value`, `scale`, `crop_size`, read from RUN_DIR/train_val.prototxt), so the
@@ -18,8 +19,7 @@ from ..engine import caffe_env
 from . import metrics, stats
 from ..gpus import Gpus
 from ..data import lmdb_io
-# Transform lives beside the decoder it follows, in a module without pycaffe (ONNX predict).
-from ..data.cells import Transform  # noqa: F401  (evaluate.Transform, as before)
+from ..data.cells import Transform
 from ..data.folder import DataFolder
 from ..errors import UserError
 from ..net import proto

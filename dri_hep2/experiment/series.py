@@ -1,7 +1,7 @@
 """A seed series folder (`make seeds`): N runs of one configuration that differ only in
 Caffe's random_seed (optionally also in the split's seed), in `<RUN_DIR>-seeds/seed-K/`, and a
 summary of how much the figures move: mean, standard deviation and range per fusion
-(`summary.json`, `README.md`). dri_hep2.experiments trains them.
+(`summary.json`, `README.md`). dri_hep2.experiment.experiments trains them.
 
 seed-K trains with random_seed = ledger.RANDOM_SEED + K - 1, so seed-1 is the configuration
 of a plain `make train`.
