@@ -36,7 +36,8 @@ def test_every_choice_in_ledger_py_names_a_row_that_exists():
     # group ends at a blank line).
     block: list[str] = []
     for line in source.splitlines():
-        if re.match(r"^[A-Z_0-9]+ = ", line):
+        # PAGE is where the rows live (ledger.PAGE), not a choice of its own.
+        if re.match(r"^[A-Z_0-9]+ = ", line) and not line.startswith("PAGE = "):
             assert ROW.search(" ".join(block + [line])), f"no ledger row for: {line}"
         elif line.startswith("#"):
             block.append(line)
