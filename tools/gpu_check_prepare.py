@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Prepare, here on the CPU, the kit that tools/gpu_check.sh runs on a GPU machine: a small
 synthetic data set as LMDBs, the four variants' nets and solvers, FLOP counts, the test
-labels and a copy of the Caffe bundle (dri_hep2/gpu_kit.py says what is in it).
+labels and a copy of the Caffe bundle (dri_hep2/experiment/gpu_kit.py says what is in it).
 `make gpu-check-kit` runs it; docs/gpu.md has the one call for the lent GPU machine."""
 from __future__ import annotations
 

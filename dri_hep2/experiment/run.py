@@ -1,13 +1,13 @@
 """A run folder (make's RUN_DIR): the one place that names its files and reads its state.
 
-    solver.prototxt, train_val.prototxt, deploy.prototxt   what Caffe ran (dri_hep2.train)
+    solver.prototxt, train_val.prototxt, deploy.prototxt   what Caffe ran (experiment.train)
     snapshots/<net>_iter_<N>.{caffemodel,solverstate}      Caffe's snapshots
     snapshots/broken/                                      snapshots set aside on resume
     train.log, log.csv, curves.png                         the log, parsed, plotted
     train.lock                                             held while a training runs
     run_manifest.json                                      code, Caffe build, inputs, sessions
-    eval.json, eval.md, confusion.png                      the evaluation (dri_hep2.evaluate)
-    README.md                                              the results page (dri_hep2.report)
+    eval.json, eval.md, confusion.png                      the evaluation (experiment.evaluate)
+    README.md                                              the results page (experiment.report)
 
 Caffe runs with the run folder as its working directory, so the solver's paths
 (`train_val.prototxt`, `snapshots/<net>`) and the `.solverstate` files stay valid if the folder

@@ -1,4 +1,4 @@
-"""Train one variant with Caffe's own `caffe train` CLI into a run folder (dri_hep2.run).
+"""Train one variant with Caffe's own `caffe train` CLI into a run folder (experiment.run).
 
 `prepare` writes the run's solver, train_val and deploy prototxts through the net builders,
 with this run's data and snapshot paths; `run_caffe` runs (or resumes) `caffe train` inside
