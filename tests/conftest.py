@@ -67,3 +67,41 @@ def small_run(tmp_path_factory, caffe):
     session = train.run_caffe(run.path, data=DataFolder(root / "data"), progress=False)
     assert session.outcome == "finished" and session.last_iteration == 4
     return SimpleNamespace(i3a=i3a, data=root / "data", run=run.path)
+
+
+@pytest.fixture(scope="session")
+def sweep_data(tmp_path_factory, caffe) -> Path:
+    """A data folder of `make data` on a synthetic I3A replica (scale 0.02: 272 cells), for the
+    sweep tests (test_sweep, test_sweep_slurm)."""
+    from dri_hep2.data import build, synthetic
+    root = tmp_path_factory.mktemp("sweep_data")
+    i3a = synthetic.make_replica(root / "i3a", scale=0.02, progress=False, montage=False,
+                                 workers=2)
+    build.build_dataset(i3a, root / "data", progress=False)
+    return root / "data"
+
+
+@pytest.fixture(scope="session")
+def sweep_grid_args() -> list[str]:
+    """tools/sweep.py's arguments of the sweep tests' 2 x 2 grid: shallow_inception and DRI x 2
+    seeds, 12 iterations of the short schedule each, snapshots at 6 and 12."""
+    return ["--nets", "shallow_inception,dri", "--seeds", "2", "--schedule", "short",
+            "--max-iter", "12", "--snapshot", "6", "--no-progress"]
+
+
+@pytest.fixture(scope="session")
+def local_sweep(tmp_path_factory, sweep_data, sweep_grid_args) -> Path:
+    """The 2 x 2 grid trained here (SCHEDULER=local, `tools/sweep.py run`), once per session:
+    test_sweep checks it, test_sweep_slurm compares the Slurm executor's page with its page."""
+    import importlib.util
+
+    from dri_hep2 import cli
+    from dri_hep2.folders import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location("sweep_tool", REPO_ROOT / "tools" / "sweep.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    folder = tmp_path_factory.mktemp("local_sweep") / "sweep"
+    argv = ["run", "--sweep-dir", str(folder), "--data-dir", str(sweep_data), *sweep_grid_args]
+    assert cli.run(module.main, argv) == 0
+    return folder

@@ -24,21 +24,6 @@ def tool(name: str):
     return module.main
 
 
-GRID_ARGS = ["--nets", "shallow_inception,dri", "--seeds", "2", "--schedule", "short",
-             "--max-iter", "12", "--snapshot", "6", "--no-progress"]
-
-
-@pytest.fixture(scope="module")
-def sweep_data(tmp_path_factory, caffe):
-    """A data folder of `make data` on a synthetic I3A replica (scale 0.02: 272 cells)."""
-    from dri_hep2.data import build, synthetic
-    root = tmp_path_factory.mktemp("sweep_data")
-    i3a = synthetic.make_replica(root / "i3a", scale=0.02, progress=False, montage=False,
-                                 workers=2)
-    build.build_dataset(i3a, root / "data", progress=False)
-    return root / "data"
-
-
 def test_a_grid_expands_into_named_cells_with_fingerprints(tmp_path):
     grid = Grid(nets=("sri", "dri"), seeds=2, schedule="short", data_dir=tmp_path, max_iter=9)
     cells = grid.cells(lambda net, k, fold: tmp_path / f"{net}-{k}")
@@ -76,6 +61,22 @@ def test_slurm_array_spec_and_settings_file(tmp_path):
         slurm.SlurmOptions.make(config)
 
 
+def test_slurm_times_and_a_limit_too_short_for_the_warning():
+    assert [slurm.time_seconds(t) for t in ("90", "5:30", "2:00:00", "1-12", "1-00:30",
+                                            "2-01:02:03")] == [
+        5400, 330, 7200, 129600, 88200, 2 * 86400 + 3723]
+    assert slurm.time_seconds("UNLIMITED") is None
+    with pytest.raises(UserError, match="time = 1h: not a Slurm time"):
+        slurm.SlurmOptions.make(time="1h")
+    # Slurm sends USR1 up to a minute early: a limit of 300 s + 1 minute could warn a task as
+    # it starts, every time it is requeued.
+    with pytest.raises(UserError, match=r"time = 6: a task's time limit must exceed "
+                                        r"signal_seconds \(300 s\) by 120 s"):
+        slurm.SlurmOptions.make(time="6")
+    assert slurm.SlurmOptions.make(time="7").time == "7"
+    assert slurm.SlurmOptions.make(time="3", signal_seconds="60").signal_seconds == 60
+
+
 def test_the_sbatch_script_says_what_it_does(tmp_path, sweep_data):
     folder = sweep.SweepDir(tmp_path / "sw")
     grid = Grid(nets=("sri",), seeds=3, schedule="short", data_dir=sweep_data)
@@ -85,7 +86,8 @@ def test_the_sbatch_script_says_what_it_does(tmp_path, sweep_data):
     for line in ("#SBATCH --array=0-2%2", "#SBATCH --requeue", "#SBATCH --partition=gpu",
                  f"#SBATCH --signal=B:USR1@{ledger.SLURM_SIGNAL_SECONDS}",
                  "#SBATCH --time=4:00:00", "#SBATCH --mem=8G",
-                 f"#SBATCH --output={folder.slurm_logs}/%A_%a.out"):
+                 f"#SBATCH --output={folder.slurm_logs}/%A_%a.out", "#SBATCH --open-mode=append",
+                 "trap '' USR1"):
         assert line in text.splitlines()
     assert "--gres" not in text and text.splitlines()[-1].startswith("exec ")
     assert "task --sweep-dir" in text.splitlines()[-1]
@@ -94,12 +96,12 @@ def test_the_sbatch_script_says_what_it_does(tmp_path, sweep_data):
 
 
 @pytest.mark.slow
-def test_a_local_sweep_trains_evaluates_summarises_and_resumes_nothing(tmp_path, sweep_data,
-                                                                      capsys):
-    folder = tmp_path / "sweep"
-    argv = ["run", "--sweep-dir", str(folder), "--data-dir", str(sweep_data), *GRID_ARGS]
-    assert cli.run(tool("sweep"), argv) == 0
-    sw = sweep.SweepDir(folder)
+def test_a_local_sweep_trains_evaluates_summarises_and_resumes_nothing(
+        local_sweep, sweep_data, sweep_grid_args, capsys):
+    # local_sweep (conftest) has run `tools/sweep.py run` with these arguments once.
+    argv = ["run", "--sweep-dir", str(local_sweep), "--data-dir", str(sweep_data),
+            *sweep_grid_args]
+    sw = sweep.SweepDir(local_sweep)
     _, cells = sweep.load(sw)
     assert [c.name for c in cells] == ["shallow_inception-seed1", "shallow_inception-seed2",
                                        "dri-seed1", "dri-seed2"]
@@ -141,17 +143,19 @@ def test_a_local_sweep_trains_evaluates_summarises_and_resumes_nothing(tmp_path,
     assert sweep_page.page(sweep_page.summarize(sw)) == page
 
 
-def test_two_sweeps_on_one_folder_the_second_is_refused(tmp_path, sweep_data, capsys):
+def test_two_sweeps_on_one_folder_the_second_is_refused(tmp_path, sweep_data, sweep_grid_args,
+                                                        capsys):
     sw = sweep.SweepDir(tmp_path / "sweep")
-    argv = ["run", "--sweep-dir", str(sw.path), "--data-dir", str(sweep_data), *GRID_ARGS]
+    argv = ["run", "--sweep-dir", str(sw.path), "--data-dir", str(sweep_data), *sweep_grid_args]
     with sweep.locked(sw):
         assert cli.run(tool("sweep"), argv) == 2
     assert f"another 'make sweep' is working on {sw.path}" in capsys.readouterr().err
     assert not sw.plan.exists() and not sw.runs.exists()
 
 
-def test_a_sweep_refuses_missing_data_and_slurm_without_sbatch(tmp_path, monkeypatch, capsys):
-    argv = ["run", "--sweep-dir", str(tmp_path / "sw"), *GRID_ARGS]
+def test_a_sweep_refuses_missing_data_and_slurm_without_sbatch(tmp_path, monkeypatch,
+                                                               sweep_grid_args, capsys):
+    argv = ["run", "--sweep-dir", str(tmp_path / "sw"), *sweep_grid_args]
     assert cli.run(tool("sweep"), argv + ["--data-dir", str(tmp_path / "nodata")]) == 2
     assert "nodata/lmdb/train missing" in capsys.readouterr().err
     monkeypatch.setenv("PATH", str(tmp_path))       # no sbatch anywhere
