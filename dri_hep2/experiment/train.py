@@ -8,6 +8,7 @@ manifest. docs/training.md describes the run folder.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import datetime as dt
 import fcntl
 import os
@@ -204,6 +205,18 @@ def _log_tail(log: Path, lines: int = 12) -> list[str]:
     return kept[-lines:]
 
 
+def _caffe_child() -> None:
+    """In the `caffe train` child, before exec. A scheduler stops a job by sending SIGTERM to
+    every process in it (scancel, preemption): Caffe, which snapshots on SIGINT only, would
+    die without a snapshot. SIGTERM is blocked in Caffe (the signal mask survives exec; an
+    ignored disposition would not, glog's failure handler takes SIGTERM over) and this process
+    passes it on as SIGINT. And should this process die, Caffe gets SIGKILL (Linux's
+    PR_SET_PDEATHSIG), so no orphan trains on in a folder whose lock is gone."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
 def _follow(run: RunDir, session: Session, start_iter: int, total: int,
             progress: bool) -> tuple[int, bool]:
     """Start `caffe train`, copy its output to train.log and drive the progress bar until it
@@ -229,7 +242,8 @@ def _follow(run: RunDir, session: Session, start_iter: int, total: int,
     with open(run.log, "a", encoding="utf-8", buffering=1) as log:
         log.write(f"# {_now()} {' '.join(session.command)}\n")
         proc = subprocess.Popen(session.command, cwd=run.path, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, bufsize=1)
+                                stderr=subprocess.STDOUT, text=True, bufsize=1,
+                                preexec_fn=_caffe_child)
         previous = {sig: signal.signal(sig, on_stop) for sig in STOP_SIGNALS}
         try:
             for line in proc.stdout:
