@@ -2,9 +2,11 @@
 command run once straight and, in each trial, killed with SIGKILL and run again until it
 finishes; every trial's final .caffemodel must be the straight run's, byte for byte.
 
-A kill lands at a random moment of the session it stops (uniform over the time the straight
-run took for the iterations that session has left), or, with `during_write`, as soon as a snapshot is being written
-(patch 12's `<file>.tmp` appears), the moment a stock Caffe leaves a truncated snapshot.
+A kill lands at a random moment of the session it stops: once the session trains in a
+snapshot interval drawn among those it has left (one left over for each kill still to come),
+a random part of one interval's time in the straight run later, so that it falls between
+snapshots whatever the machine's load; or, with `during_write`, as soon as a snapshot is being written (patch 12's
+`<file>.tmp` appears), the moment a stock Caffe leaves a truncated snapshot.
 The folder, one run folder per run:
 
     CHECK_DIR/straight/   CHECK_DIR/trial-1/ ...   CHECK_DIR/resume_check.json
@@ -24,8 +26,8 @@ from pathlib import Path
 
 from .. import atomic
 from ..folders import REPO_ROOT, Folder, member
+from ..net import proto
 from .run import RunDir, sha256, snapshot_iteration
-from .train import max_iter
 
 
 class CheckDir(Folder):
@@ -76,35 +78,65 @@ def _finish(command: list[str], log: Path) -> float:
     return time.monotonic() - start
 
 
-def _kill(command: list[str], run: RunDir, log: Path, after_s: float | None) -> Kill:
-    """Start a training in its own process group and SIGKILL the group: `after_s` seconds
-    after the start, or (None) as soon as a snapshot write is under way."""
-    before = run.newest("caffemodel") if run.snapshots.is_dir() else None
+@dataclass(frozen=True)
+class Moment:
+    """When to kill: once the session trains and the run holds the snapshot of
+    `after_iteration`, `delay_s` later; or, `during_write`, as soon as a snapshot file is
+    being written."""
+    after_iteration: int = 0
+    delay_s: float = 0.0
+    during_write: bool = False
+
+
+def _newest_iteration(run: RunDir) -> int:
+    newest = run.newest("caffemodel") if run.snapshots.is_dir() else None
+    return snapshot_iteration(newest) if newest else 0
+
+
+def _solving(run: RunDir) -> int:
+    """How many sessions of the run have begun to train (Caffe logs "Solving <net>")."""
+    return run.log.read_text(errors="replace").count("] Solving ") if run.log.is_file() else 0
+
+
+def _draw(rng: random.Random, run: RunDir, last: int, interval: int,
+          seconds_per_iter: float, kills_after: int) -> Moment:
+    """A random moment of the next session of `run`: one of the snapshot intervals it has
+    left, but for one each for the `kills_after` kills still to come, a uniform fraction into
+    it (by the straight run's pace)."""
+    start = _newest_iteration(run)
+    boundaries = list(range(start, last, interval))
+    return Moment(after_iteration=rng.choice(boundaries[:max(1, len(boundaries) - kills_after)]),
+                  delay_s=rng.uniform(0.0, interval * seconds_per_iter))
+
+
+def _kill(command: list[str], run: RunDir, log: Path, moment: Moment) -> Kill:
+    """Start a training in its own process group and SIGKILL the group at `moment`."""
     with open(log, "a") as out:
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     start = time.monotonic()
+    sessions = _solving(run)  # Caffe's "Solving" lines so far: this session's comes next
+    reached = None            # when training reached the interval the moment is in
     writing = False
     while proc.poll() is None:
         writing = run.snapshots.is_dir() and any(run.snapshots.glob("*.tmp"))
-        if writing if after_s is None else time.monotonic() - start >= after_s:
-            break
-        time.sleep(0.0005 if after_s is None else 0.01)
-    newest = run.newest("caffemodel") if run.snapshots.is_dir() else before
+        if moment.during_write:
+            if writing:
+                break
+        else:
+            if reached is None and _newest_iteration(run) >= moment.after_iteration \
+                    and _solving(run) > sessions:
+                reached = time.monotonic()
+            if reached is not None and time.monotonic() - reached >= moment.delay_s:
+                break
+        time.sleep(0.0005 if moment.during_write else 0.01)
+    newest = _newest_iteration(run)
     sent = proc.poll() is None
     if sent:
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     return Kill(after_s=round(time.monotonic() - start, 3), sent=sent, during_write=writing,
-                newest_snapshot=snapshot_iteration(newest) if newest else None)
-
-
-def _left(run: RunDir) -> float:
-    """The fraction of the training a rerun of `run` has left (1 before its first snapshot)."""
-    state = run.newest("solverstate") if run.snapshots.is_dir() else None
-    if state is None or not run.solver.is_file():
-        return 1.0
-    return max(0.0, 1 - snapshot_iteration(state) / max_iter(run))
+                newest_snapshot=newest or None)
 
 
 def check(folder: CheckDir, train_args: list[str], trials: int = 3, kills: int = 2,
@@ -126,15 +158,19 @@ def check(folder: CheckDir, train_args: list[str], trials: int = 3, kills: int =
         seconds = _finish(train_command(straight.path, train_args), log)
     expected = sha256(_final_model(straight))
     say(f"straight: {_final_model(straight).name} sha256 {expected[:16]} ({seconds:.0f} s)")
+    solver = proto.read(straight.solver, proto.caffe_pb2.SolverParameter)
+    last, interval = solver.max_iter, solver.snapshot or solver.max_iter
     results = []
     for k in range(1, trials + 1):
         run, trial = folder.trial(k), Trial()
         shutil.rmtree(run.path, ignore_errors=True)
         command = train_command(run.path, train_args)
         for n in range(kills):
-            after = (None if during_write and n == 0
-                     else rng.uniform(0.0, seconds * _left(run)))
-            trial.kills.append(_kill(command, run, log, after))
+            if _newest_iteration(run) >= last:
+                break                 # finished before this kill's turn
+            moment = (Moment(during_write=True) if during_write and n == 0
+                      else _draw(rng, run, last, interval, seconds / last, kills - n - 1))
+            trial.kills.append(_kill(command, run, log, moment))
         _finish(command, log)
         trial.sha256 = sha256(_final_model(run))
         trial.identical = trial.sha256 == expected
