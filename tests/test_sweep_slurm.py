@@ -120,8 +120,9 @@ def test_a_cancelled_task_resumes_from_its_snapshot_and_finished_runs_stay(
         slurm_cluster, tmp_path, sweep_data, capsys):
     # One task at a time (%1): seed-1 finishes while seed-2 waits, then seed-2 trains long
     # enough (snapshots every 4 of 24 iterations, about 1 s each here) to be cancelled a second
-    # after its first snapshot, between two snapshots: Caffe writes a snapshot in place, and
-    # one cut short by the kill would be the newest (train.py resumes from the newest).
+    # after its first snapshot, between two snapshots. scancel's SIGTERM reaches every process
+    # of the task: Caffe, which starts with it blocked, snapshots on the SIGINT the toolkit
+    # passes on, and the task, cancelled, does not requeue itself.
     sw = sweep.SweepDir(tmp_path / "sweep")
     argv = ["run", "--sweep-dir", str(sw.path), "--data-dir", str(sweep_data),
             "--scheduler", "slurm", "--nets", "shallow_inception", "--seeds", "2",
@@ -145,6 +146,9 @@ def test_a_cancelled_task_resumes_from_its_snapshot_and_finished_runs_stay(
     wait_for_jobs(sw)
 
     snapshot = RunDir(second.run_dir).newest("solverstate")
+    stopped = RunDir(second.run_dir).read_manifest()["sessions"][-1]
+    assert stopped["outcome"] == "interrupted" and stopped["last_iteration"] == int(
+        snapshot.stem.rsplit("_", 1)[1])
     assert not json.loads(sw.summary.read_text())["runs"][1]["finished"]     # the first gather
     assert "'make sweep' again resumes it" in sweep_status.lines(sw)[1]
     log_of_first = RunDir(first.run_dir).log.read_text()

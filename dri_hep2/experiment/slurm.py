@@ -263,8 +263,9 @@ def submit(grid: Grid, sweep: SweepDir, options: SlurmOptions, progress: bool = 
 
 # --- inside the allocation --------------------------------------------------------------------
 def task(sweep: SweepDir, index: int, gpus: Gpus = Gpus()) -> str:
-    """One array task: its cell trained (resuming), evaluated, reported. Warned by USR1 (the
-    time limit) or TERM, Caffe snapshots; the task then requeues itself so it goes on."""
+    """One array task: its cell trained (resuming), evaluated, reported. Stopped by USR1 (the
+    time limit's warning) or TERM (scancel, preemption), Caffe snapshots; warned, the task
+    requeues itself so it goes on, while a cancelled one stays cancelled."""
     # Outside a training (evaluating, reporting) the warning changes nothing: that work takes
     # seconds, the warning comes minutes before the limit. (A handler, not SIG_IGN, which
     # Caffe would inherit.)
@@ -273,7 +274,12 @@ def task(sweep: SweepDir, index: int, gpus: Gpus = Gpus()) -> str:
     outcome = execute.run_cell(cell, progress=False)
     if outcome == execute.INTERRUPTED and os.environ.get("SLURM_ARRAY_JOB_ID"):
         job = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
-        subprocess.run(["scontrol", "requeue", job], check=False)
+        # The warning leaves the job RUNNING; scancel makes it COMPLETING (a preempted job is
+        # Slurm's to requeue). scontrol would requeue a cancelled job too, undoing the cancel.
+        state = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True,
+                               text=True).stdout.strip()
+        if state == "RUNNING":
+            subprocess.run(["scontrol", "requeue", job], check=False)
     return outcome
 
 
