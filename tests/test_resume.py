@@ -16,6 +16,7 @@ import pytest
 from dri_hep2 import cli
 from dri_hep2.engine import caffe_log
 from dri_hep2.experiment import resume_check, train
+from dri_hep2.net import proto
 from dri_hep2.experiment.run import RunDir, RunMismatch, sha256, snapshot_iteration
 
 MAX_ITER, SNAPSHOT = 16, 2
@@ -60,23 +61,46 @@ def test_a_run_killed_twice_resumes_to_the_same_bytes(checked):
     assert sessions[-1]["outcome"] == "finished" and len(sessions) >= 2
 
 
+def halve(path):
+    """Cut in the middle: the cut lands inside a blob, the file no longer parses."""
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def drop_last(path, field: str, message_type: str):
+    """Cut at a field's boundary: what a kill during an in-place write can leave, and what
+    still parses (a caffemodel without its last two layers with weights and all after them,
+    a state without its last two history blobs)."""
+    message = getattr(proto.caffe_pb2, message_type)()
+    message.ParseFromString(path.read_bytes())
+    items = getattr(message, field)
+    with_data = [k for k, item in enumerate(items) if field == "history" or item.blobs]
+    del items[with_data[-2]:]
+    path.write_bytes(message.SerializeToString())
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("suffix", ["caffemodel", "solverstate"])
-def test_a_truncated_newest_snapshot_is_set_aside_and_the_run_completes(
-        checked, tmp_path, suffix, capsys):
+@pytest.mark.parametrize("suffix, cut, fault", [
+    ("caffemodel", halve, "{model} does not parse"),
+    ("caffemodel", lambda p: drop_last(p, "layer", "NetParameter"),
+     "{model} lacks 2 layers' weights (cut short)"),
+    ("solverstate", halve, "its .solverstate does not parse"),
+    ("solverstate", lambda p: drop_last(p, "history", "SolverState"),
+     "its .solverstate's history does not match the model (cut short)"),
+], ids=["model-halved", "model-without-layers", "state-halved", "state-without-history"])
+def test_a_damaged_newest_snapshot_is_set_aside_and_the_run_completes(
+        checked, tmp_path, suffix, cut, fault, capsys):
     folder, expected, _ = checked
     run = RunDir(tmp_path / "run")
     shutil.copytree(folder.straight, run.path)
     newest = run.snapshots / f"shallow_inception_iter_{MAX_ITER}.{suffix}"
-    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
+    cut(newest)
 
     session = train.run_caffe(run, progress=False)
     assert session.resumed_from == f"snapshots/shallow_inception_iter_{MAX_ITER - SNAPSHOT}.solverstate"
     assert session.outcome == "finished" and session.last_iteration == MAX_ITER
     said = capsys.readouterr().err
     state = newest.with_suffix(".solverstate")
-    fault = ("its .solverstate does not parse" if suffix == "solverstate"
-             else f"{newest.name} does not parse")
+    fault = fault.format(model=newest.with_suffix(".caffemodel").name)
     assert f"{state} cannot be resumed from ({fault}): moved with its .caffemodel" in said
     assert sorted(p.name for p in run.broken.iterdir()) == [
         f"shallow_inception_iter_{MAX_ITER}.caffemodel",

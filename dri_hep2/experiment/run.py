@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import subprocess
 from pathlib import Path
@@ -29,40 +30,56 @@ from ..errors import UserError
 from ..folders import REPO_ROOT, Folder, member
 
 _ITER_OF = re.compile(r"_iter_(\d+)\.(solverstate|caffemodel)$")
+# The layer types of our nets that hold weights (a snapshot lacking one is cut short).
+_LEARNING_TYPES = {"Convolution", "InnerProduct", "BatchNorm", "Scale", "PReLU"}
 
 
 class RunMismatch(UserError):
     """The run folder holds snapshots of a different net, solver or data set."""
 
 
+def _blob_size(blob) -> int:
+    dims = list(blob.shape.dim) or [blob.num, blob.channels, blob.height, blob.width]
+    return math.prod(dims)
+
+
 def _snapshot_fault(state_path: Path, run_path: Path) -> str | None:
     """Why a .solverstate and the .caffemodel it names cannot be resumed from, or None.
 
-    Both must parse, the state's iteration must be the one in its name, and the model it
-    names must exist (Caffe writes the model first, then the state: patch 12 makes each write
-    whole or absent; the stock build writes in place, so a kill can truncate either)."""
+    Both must parse and be whole: the state's iteration is the one in its name, the model it
+    names exists, every blob holds as many values as its shape says, the model has a layer with
+    weights for every layer of the run's train net that learns, and the state one history blob
+    per weight blob. (Caffe writes the model first, then the state; patch 12 makes each write
+    whole or absent; the stock build writes in place, and a file cut at a field boundary still
+    parses.)"""
     from google.protobuf.message import DecodeError
-    from ..net.proto import caffe_pb2      # pycaffe only when a run resumes
+    from ..net import proto                 # pycaffe only when a run resumes
     iteration = snapshot_iteration(state_path)
-    state = caffe_pb2.SolverState()
+    state, model = proto.caffe_pb2.SolverState(), proto.caffe_pb2.NetParameter()
     try:
         state.ParseFromString(state_path.read_bytes())
     except DecodeError:
         return "its .solverstate does not parse"
     if state.iter != iteration:
         return f"its .solverstate holds iteration {state.iter}"
-    if not state.learned_net:
-        return "its .solverstate names no .caffemodel"
     model_path = run_path / state.learned_net
-    if not model_path.is_file():
-        return f"{state.learned_net} is missing"
-    model = caffe_pb2.NetParameter()
+    if not state.learned_net or not model_path.is_file():
+        return f"the .caffemodel it names ({state.learned_net or 'none'}) is missing"
     try:
         model.ParseFromString(model_path.read_bytes())
     except DecodeError:
         return f"{model_path.name} does not parse"
-    if not model.layer:
-        return f"{model_path.name} holds no layers"
+    weights = [blob for layer in model.layer for blob in layer.blobs]
+    if any(len(blob.data) != _blob_size(blob) for blob in weights):
+        return f"{model_path.name} holds a blob cut short"
+    learning = {layer.name for layer in proto.read(run_path / RunDir.train_val).layer
+                if layer.type in _LEARNING_TYPES}
+    missing = learning - {layer.name for layer in model.layer if layer.blobs}
+    if missing:
+        return f"{model_path.name} lacks {len(missing)} layers' weights (cut short)"
+    if len(state.history) != len(weights) \
+            or any(len(blob.data) != _blob_size(blob) for blob in state.history):
+        return "its .solverstate's history does not match the model (cut short)"
     return None
 
 
