@@ -5,7 +5,7 @@ import json
 import numpy as np
 
 from dri_hep2.engine import caffe_log
-from dri_hep2 import paper
+from dri_hep2 import ledger, paper
 from dri_hep2.experiment import report
 
 CONFUSION = np.diag([50, 60, 55, 57, 45, 15]).tolist()
@@ -64,7 +64,7 @@ def test_ablation_page_is_table_3a(tmp_path):
     assert "| DRI | 97.00 | 97.50 | 98.37 | [dri](dri/README.md) |" in text
     assert "| Inception [16] | not run | - | 97.93 |" in text
     link = text.split("[assumptions ledger](")[1].split(")")[0]
-    assert (results / link).resolve() == report.ASSUMPTIONS.resolve()
+    assert (results / link).resolve() == ledger.PAGE.resolve()
 
 
 def test_ablation_page_tests_each_variant_against_dri_and_shows_seed_spread(tmp_path):
@@ -132,6 +132,5 @@ def test_run_page_says_what_ran_and_links_the_ledger(tmp_path):
     assert "| 2 | t1 | snapshots/dri_iter_300.solverstate | finished | 900 |" in text
     assert "| DRI<sub>1+2+3</sub> | 95.83 | 98.26 | 98.37 |" in text
     assert "![confusion](confusion.png)" in text and (run_dir / "confusion.png").is_file()
-    ledger = report.ASSUMPTIONS
     link = text.split("[assumptions ledger](")[1].split(")")[0]
-    assert (run_dir / link).resolve() == ledger.resolve()
+    assert (run_dir / link).resolve() == ledger.PAGE.resolve()
