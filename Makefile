@@ -123,7 +123,7 @@ bench-data: setup  ## time our build against rotated PNGs + convert_imageset on 
 # --- nets --------------------------------------------------------------------------------------
 # prototxt/, solver/ and results/nets/*.png are generated and committed; docs/nets.md.
 BENCH_ARGS ?=
-.PHONY: nets describe bench-nets bench-engine
+.PHONY: nets describe bench-nets bench-engine bench-predict bench-peer
 
 nets: setup  ## regenerate prototxt/, solver/ (all four variants) and results/nets/*.png
 	$(PY) tools/make_nets.py
@@ -138,6 +138,14 @@ bench-engine: setup  ## the engine patches measured in one run: stock Caffe (CAF
 	@stock=$$(mktemp) && trap 'rm -f '$$stock EXIT && \
 	  CAFFE_STOCK=1 CAFFE_LINK=0 CAFFE_PREFIX_FILE=$$stock PYTHON=$(abspath $(PY)) tools/build_caffe.sh >&2 && \
 	  $(PY) tools/bench_engine.py --caffe stock=$$(cat $$stock) --caffe both=$$(readlink -f $(CAFFE_HOME)) $(BENCH_ARGS)
+
+bench-predict: setup  ## make predict's cells/s: the Caffe backend against onnxruntime on the same cells and model, one run, and their ratio
+	$(PY) tools/bench_predict.py $(BENCH_ARGS)
+
+# Optional: PyTorch is not in CI's default path (the CPU wheel of torch 2.13.0, about 190 MB).
+bench-peer: setup  ## one DRI training iteration in our Caffe against PyTorch (CPU) on the same net and batch, one run
+	$(PY) -c 'import torch' 2>/dev/null || $(PY) -m pip install -q --disable-pip-version-check -e '.[peer]'
+	$(PY) tools/bench_peer.py $(BENCH_ARGS)
 
 # --- train, eval, report -----------------------------------------------------------------------
 # Runs go in RUN_DIR (default results/$(NET)); docs/training.md.
