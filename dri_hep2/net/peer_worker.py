@@ -74,8 +74,9 @@ def prepare(out: Path, variant: str, batch: int, seed: int) -> dict:
                   for b in blobs if net.layer_dict[name].type != "BatchNorm")
     found = dict(variant=variant, batch=batch, seed=seed, learned_params=learned,
                  caffe=f"BVLC Caffe {info.get('version', '?')}",
-                 caffe_build=f"{'stock' if info.get('stock') == '1' else 'patched'}, "
-                             f"build {info.get('build_id', '?')}",
+                 caffe_build=", ".join(filter(None, (
+                    "stock" if info.get("stock") == "1" else "patched", info.get("blas"),
+                    f"build {info.get('build_id', '?')}"))),
                  blas=_blas_of(library), base_lr=sp.base_lr, momentum=sp.momentum,
                  weight_decay=sp.weight_decay, lr_policy=sp.lr_policy)
     (out / FILES["info"]).write_text(json.dumps(found, indent=1))
