@@ -134,10 +134,11 @@ describe: setup  ## Table 1, blob shapes, parameters and FLOPs re-derived from N
 bench-nets: setup  ## caffe time of each variant (batch 24) beside the machine's best sgemm; DRI per layer type and stage
 	$(PY) tools/bench_nets.py $(BENCH_ARGS)
 
-bench-engine: setup  ## the engine patches measured in one run: stock Caffe (CAFFE_STOCK=1 build) against ours
-	@stock=$$(mktemp) && trap 'rm -f '$$stock EXIT && \
+bench-engine: setup  ## the engine patches in one run: stock Caffe (CAFFE_STOCK=1), ours on the pthread OpenBLAS, ours; caffe train vs caffe time
+	@stock=$$(mktemp) && pthread=$$(mktemp) && trap 'rm -f '$$stock' '$$pthread EXIT && \
 	  CAFFE_STOCK=1 CAFFE_LINK=0 CAFFE_PREFIX_FILE=$$stock PYTHON=$(abspath $(PY)) tools/build_caffe.sh >&2 && \
-	  $(PY) tools/bench_engine.py --caffe stock=$$(cat $$stock) --caffe both=$$(readlink -f $(CAFFE_HOME)) $(BENCH_ARGS)
+	  CAFFE_BLAS=pthread CAFFE_LINK=0 CAFFE_PREFIX_FILE=$$pthread PYTHON=$(abspath $(PY)) tools/build_caffe.sh >&2 && \
+	  $(PY) tools/bench_engine.py --caffe stock=$$(cat $$stock) --caffe both-pthread=$$(cat $$pthread) --caffe both=$$(readlink -f $(CAFFE_HOME)) $(BENCH_ARGS)
 
 bench-predict: setup  ## make predict's cells/s: the Caffe backend against onnxruntime on the same cells and model, one run, and their ratio
 	$(PY) tools/bench_predict.py $(BENCH_ARGS)

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 
 import pytest
 
@@ -210,3 +211,30 @@ def test_the_cached_verdict_round_trips_in_its_format(monkeypatch, tmp_path):
     second = blas_verdict.cached_verdict(library)
     assert second.from_cache and second.chosen == "SkylakeX"
     assert second.detected == first.detected and second.candidates == first.candidates
+
+
+def _loaded_openblas(command: list[str]) -> set[str]:
+    """Every libopenblas the dynamic loader initialises while `command` starts (LD_DEBUG)."""
+    out = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                         env=dict(os.environ, LD_DEBUG="libs"))
+    return {os.path.realpath(m) for m in
+            re.findall(r"calling init: (\S*libopenblas\S*)", out.stdout + out.stderr)}
+
+
+def test_caffe_and_pycaffe_load_the_build_s_one_openblas(library):
+    """Issue 20: the BLAS named in the build's stamp (CAFFE_BLAS) is the one the `caffe` binary
+    and pycaffe load, whatever the system's libopenblas.so.0 alternative points at, and only
+    that one; doctor's row says how it threads."""
+    from dri_hep2.engine import blas_report
+
+    home = caffe_env.caffe_home()
+    stamp = dict(line.split("=", 1) for line in (home / "BUILD_OK").read_text().splitlines())
+    variant = stamp.get("blas")
+    if variant is None:
+        pytest.skip("a build from before CAFFE_BLAS (no blas= in BUILD_OK): rebuild with make setup")
+    assert library.parent.name == variant, (library, variant)
+    binary = _loaded_openblas([str(caffe_env.caffe_binary()), "--version"])
+    python = _loaded_openblas([sys.executable, "-c", "import caffe"])
+    assert binary == python == {str(library)}
+    threads = blas_report.threading(library)
+    assert threads.startswith("OpenMP" if variant == "openblas-openmp" else "pthreads"), threads

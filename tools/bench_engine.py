@@ -15,6 +15,14 @@ plus environment variables. The default configurations use the builds given:
   both                   build "both" (patches 10 + 11)
   both, CAFFE_CONV_BATCH=0 / both, OMP_NUM_THREADS=1: the runtime switches of that build
   both, libgomp spins    GOMP_SPINCOUNT=300000: libgomp's default spinning, chosen explicitly
+  both, pthread BLAS     build "both-pthread": patches 10-12 on Debian's pthread OpenBLAS
+                         (CAFFE_BLAS=pthread), the BLAS of the builds before issue 20
+
+Then, per build (stock with its own kernel, the others as the toolkit runs them), the
+iteration inside `caffe train` against the iteration of `caffe time` on the same net, a Data
+layer over random cells in place of the Input (dri_hep2.net.train_timing), round-robin over
+`--repeats`: medians of each run's iterations, the ratio of the medians being the figure
+issue 20 asks to bring to <= 1.1.
 
 Every configuration runs `caffe time` of DRI's TRAIN net (Input layers, batch 24 by default)
 `--repeats` times, round-robin (so that a busier minute of a shared machine hits all of them
@@ -37,7 +45,7 @@ from pathlib import Path
 
 from dri_hep2.engine import blas_cpu, blas_rates, blas_verdict, caffe_env, environment
 from dri_hep2 import cli, paper
-from dri_hep2.net import bench, build, describe, profile
+from dri_hep2.net import bench, build, describe, profile, train_timing
 
 
 def loadavg() -> float:
@@ -67,6 +75,8 @@ def default_configs(builds: dict[str, Path], chosen: dict[str, str],
         # restarts itself with OMP_WAIT_POLICY=PASSIVE).
         configs.append(("both, libgomp spins", "both", {**run_env, "OMP_WAIT_POLICY": None,
                                                         "GOMP_SPINCOUNT": "300000"}))
+    if "both-pthread" in builds:
+        configs.append(("both, pthread BLAS", "both-pthread", run_env))
     return configs
 
 
@@ -90,6 +100,9 @@ def main(argv=None) -> int:
     ap.add_argument("--iterations", type=int, default=3, help="per caffe time run (default 3)")
     ap.add_argument("--repeats", type=int, default=3, help="runs per configuration (default 3)")
     ap.add_argument("--sgemm-repeats", type=int, default=3)
+    ap.add_argument("--train-iterations", type=int, default=8,
+                    help="timed iterations per caffe train / caffe time run of the train-vs-time "
+                         "comparison (default 8; 2 more of warm-up; 0 skips it)")
     ap.add_argument("--json", type=Path, help="also write every measurement here")
     args = ap.parse_args(argv)
 
@@ -169,6 +182,14 @@ def main(argv=None) -> int:
     print(profile.shares_table(shown or best_profiles, "type", top=12))
     print("\nPer stage:\n")
     print(profile.shares_table(shown or best_profiles, "stage", top=12))
+    train_vs_time = {}
+    if args.train_iterations:
+        envs = {b: (run_env if b != "stock" else {}) for b in builds}
+        train_vs_time = train_timing.compare(builds, envs, args.variant, args.batch,
+                                             args.train_iterations, args.repeats, loadavg)
+        print("\nThe iteration inside `caffe train` (its log, no validation) against `caffe time`"
+              " on the same net (Data layer over random cells), medians of the runs:\n")
+        print(train_timing.table(train_vs_time))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({
@@ -183,7 +204,10 @@ def main(argv=None) -> int:
                                         for x in runs[name]],
                                "by_type": best_profiles[name].by_type(),
                                "by_stage": best_profiles[name].by_stage()}
-                        for name, b, env in configs}}, indent=1))
+                        for name, b, env in configs},
+            "train_vs_time": {b: [{"load": r.load, "time_ms": r.time_ms,
+                                   "train_ms": r.train_ms} for r in rows]
+                              for b, rows in train_vs_time.items()}}, indent=1))
     return 0
 
 

@@ -30,6 +30,12 @@
 #   JOBS        parallel compile jobs (default: nproc)
 #   CAFFE_STOCK 1 leaves out the speed patches 1x-*.patch: BVLC's own layer code, for
 #               comparisons (tools/bench_engine.py) and as a fallback (ASSUMPTIONS.md B11)
+#   CAFFE_BLAS  openmp | pthread: which of Debian's two OpenBLAS 0.3.21 builds Caffe links
+#               (default openmp; pthread with CAFFE_STOCK=1, the build as BVLC's users had it).
+#               openmp: libopenblas0-openmp, whose GEMMs run on libgomp's team, the pool that
+#               patch 10's loops use, so one pool of threads serves both (issue 20, docs/
+#               engine.md section 6). Linked by path and found through the RUNPATH, so the
+#               system's libopenblas.so.0 alternative (pthread, priority 100) stays as it is.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -51,6 +57,8 @@ GTEST_LAYERS="convolution_layer,batch_norm_layer,scale_layer,neuron_layer,poolin
 JOBS=${JOBS:-$(nproc)}
 CAFFE_STOCK=${CAFFE_STOCK:-0}
 case "$CAFFE_STOCK" in 0|1) ;; *) echo "CAFFE_STOCK must be 0 or 1 (got '$CAFFE_STOCK')" >&2; exit 1 ;; esac
+CAFFE_BLAS=${CAFFE_BLAS:-$([ "$CAFFE_STOCK" = 1 ] && echo pthread || echo openmp)}
+case "$CAFFE_BLAS" in openmp|pthread) ;; *) echo "CAFFE_BLAS must be openmp or pthread (got '$CAFFE_BLAS')" >&2; exit 1 ;; esac
 # The patches this build applies, in order: the fixes always, the speed patches unless stock.
 patches=()
 for p in tools/caffe-patches/*.patch; do
@@ -68,6 +76,9 @@ deps=(build-essential cmake dpkg-dev patch ca-certificates debian-archive-keyrin
       libboost-filesystem-dev libboost-system-dev libboost-thread-dev libboost-python-dev
       libgflags-dev libgoogle-glog-dev libhdf5-dev liblmdb-dev libopenblas-dev
       libprotobuf-dev protobuf-compiler libsnappy-dev graphviz
+      # libopenblas-dev brings the pthread build and cblas.h; the OpenMP build is a library only
+      # (its cblas.h declares the same functions).
+      libopenblas0-$CAFFE_BLAS
       libopencv-dev
       # patchelf: bin/test.testbin is copied out of the build tree and needs the installed
       # binaries' RPATH; `make bundle` uses it too.
@@ -104,7 +115,11 @@ cmake_opts=(-DCMAKE_BUILD_TYPE=Release
             -DBUILD_python=ON -Dpython_version=3 -DBUILD_python_layer=ON
             -DBUILD_docs=OFF -DBUILD_matlab=OFF
             # Caffe's GTest binary with only the layers the DRI nets use (make caffe-test).
-            -DBUILD_only_tests="$GTEST_LAYERS")
+            -DBUILD_only_tests="$GTEST_LAYERS"
+            # Caffe's FindOpenBLAS takes the library it is given; the build's RUNPATH gets its
+            # folder (CMAKE_INSTALL_RPATH_USE_LINK_PATH), so libcaffe, caffe and pycaffe load
+            # this build of libopenblas.so.0 whatever the system's alternative says.
+            -DOpenBLAS_LIB="/usr/lib/$(gcc -print-multiarch)/openblas-$CAFFE_BLAS/libopenblas.so.0")
 nccl=0
 if [ "$CUDA" = 1 ]; then
   # The toolkit: a complete system CUDA, or the PyPI one (made on first use); it also checks
@@ -205,7 +220,7 @@ say "compiled in $(( $(date +%s) - start )) s in all"
     printf 'cuda=%s\ncuda_route=%s\ncuda_root=%s\ncuda_arch=%s\n' "$(cuda_get version)" \
       "$(cuda_get route)" "$cuda_root" "$CUDA_ARCH"
   fi
-  printf 'nccl=%s\ngtest=bin/test.testbin\nstock=%s\n' "$nccl" "$CAFFE_STOCK"
+  printf 'nccl=%s\ngtest=bin/test.testbin\nstock=%s\nblas=openblas-%s\n' "$nccl" "$CAFFE_STOCK" "$CAFFE_BLAS"
 } > "$prefix/BUILD_OK.tmp"
 mv "$prefix/BUILD_OK.tmp" "$prefix/BUILD_OK"
 link_caffe
