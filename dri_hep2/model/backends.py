@@ -5,6 +5,7 @@ pycaffe is imported only when the Caffe backend is opened, so BACKEND=onnx runs 
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,16 +17,46 @@ from ..gpus import Gpus
 from .onnx_model import OnnxModel
 
 BACKENDS = ("caffe", "onnx")
+# Cells per forward pass (make predict, tools/predict.py --batch), the fastest measured for the
+# Caffe backend. `make bench-predict BENCH_ARGS="--batch 8,16,32,64,128,256"` (2026-12-07,
+# 2-core AMD EPYC, load 3.6-3.9 with another job training on one core; 256 cells, fastest of 3
+# passes), Caffe cells/s: 45.0, 46.5, 46.9, 47.2, 46.5, 46.2; onnxruntime 52.3, 50.8, 69.9,
+# 74.9, 74.0, 75.4. Earlier, at load 2.1, the unfolded net alone: batch 16 68.8, 64 72.0, 256
+# 68.7. Flat from 16 up, 64 first on both days; a larger batch only holds more memory.
+DEFAULT_BATCH = 64
+# Random cells the folded Caffe net is checked on against the unfolded one when loaded.
+FOLD_CHECK_CELLS = 4
+
+
+def parse_batch(text: str | int) -> int:
+    """--batch's value: a positive number of cells per forward pass, else a UserError that
+    names it (one line, exit 2, as every tool's bad value)."""
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise UserError(f"--batch {text}: give a positive whole number of cells per forward "
+                        f"pass (default {DEFAULT_BATCH})")
+    return value
 
 
 class CaffeModel:
-    """The run's deploy net and a snapshot in pycaffe, with the run's TEST transform."""
+    """The run's deploy net and a snapshot in pycaffe, with the run's TEST transform.
+
+    `fold` (default): the net that runs is the deploy net with its BatchNorm + Scale pairs
+    folded (dri_hep2.model.caffe_fold), checked against the unfolded net on FOLD_CHECK_CELLS
+    random cells when loaded; the unfolded net runs when the check fails. `folding` says what
+    was done (predict.json records it)."""
 
     backend = "caffe"
 
-    def __init__(self, run: RunDir, weights: str | Path | None = None, gpus: Gpus = Gpus()):
+    def __init__(self, run: RunDir, weights: str | Path | None = None, gpus: Gpus = Gpus(),
+                 fold: bool = True):
         from ..engine import caffe_env
         from ..experiment import evaluate      # pycaffe: only for this backend
+        from ..net import proto
+        from . import caffe_fold
         run.require(RunDir.deploy, RunDir.train_val)
         self.deploy = run.deploy
         self.weights = run.weights(weights)
@@ -35,6 +66,19 @@ class CaffeModel:
         self.net = caffe.Net(str(run.deploy), caffe.TEST, weights=str(self.weights))
         self.transform = evaluate.test_transform(run.train_val, base_dir=run.path)
         self._evaluate = evaluate
+        self.folding = {"folded": False}
+        if fold:
+            views = np.random.default_rng(0).integers(
+                0, 256, (FOLD_CHECK_CELLS, 1, *self.net.blobs["data"].data.shape[2:]))
+            result = caffe_fold.fold(proto.read(run.deploy), self.net, self.transform(views))
+            self.net = result.net
+            self.folding = {"folded": result.passed, "pairs": result.pairs,
+                            "into_convolution": result.into_conv,
+                            "check_max_abs_diff": result.max_abs_diff}
+            if result.pairs and not result.passed:
+                print(f"warning: {run.deploy}: the folded net differs from the deploy net by "
+                      f"{result.max_abs_diff:.3g} (> {caffe_fold.TOLERANCE:g}); running the "
+                      "deploy net unfolded", file=sys.stderr)
 
     def probabilities(self, views: np.ndarray) -> dict[int, np.ndarray]:
         outputs, max_diff = self._evaluate.branch_outputs(

@@ -45,7 +45,7 @@ def predict(images: str | Path, *, run_dir: str | Path | None = None,
             model_dir: str | Path | None = None, out: str | Path | None = None,
             backend: str = "caffe", weights: str | Path | None = None, gpus: Gpus = Gpus(),
             split: str | None = None, data_dir: str | Path | None = None,
-            batch_size: int = 64, specimen_rule: str = ledger.SPECIMEN_RULE,
+            batch_size: int = backends.DEFAULT_BATCH, specimen_rule: str = ledger.SPECIMEN_RULE,
             skip_bad: bool = False, progress: bool = True) -> dict:
     """Predict every cell of IMAGES; write OUT's files atomically; return predict.json."""
     images = Path(images)
@@ -55,6 +55,7 @@ def predict(images: str | Path, *, run_dir: str | Path | None = None,
                         "first (or 'make demo')")
     out = Path(out) if out is not None else _out_folder(run, images, split, backend)
     check_rule(specimen_rule)      # before the cells are read and the net is loaded
+    batch_size = backends.parse_batch(batch_size)
     data = DataFolder(data_dir) if data_dir else (run.data_folder() if run else None)
 
     inputs = read_inputs(images, split=split, data=data, skip_bad=skip_bad)
@@ -96,6 +97,7 @@ def predict(images: str | Path, *, run_dir: str | Path | None = None,
         "n": len(kept), "skipped": len(skipped), "specimens": len(specimens),
         "specimen_rule": specimen_rule if specimens else None, "batch_size": batch_size,
         "seconds": {"read": round(t_read, 3), "net": round(t_net, 3)},
+        **({"caffe_folding": model.folding} if hasattr(model, "folding") else {}),
         "cells_per_second": round(len(kept) / t_net, 2) if t_net > 0 else None,
     }
     result_metrics = None
