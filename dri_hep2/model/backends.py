@@ -19,10 +19,11 @@ from .onnx_model import OnnxModel
 BACKENDS = ("caffe", "onnx")
 # Cells per forward pass (make predict, tools/predict.py --batch), the fastest measured for the
 # Caffe backend. `make bench-predict BENCH_ARGS="--batch 8,16,32,64,128,256"` (2026-12-07,
-# 2-core AMD EPYC, load 3.6-3.9 with another job training on one core; 256 cells, fastest of 3
-# passes), Caffe cells/s: 45.0, 46.5, 46.9, 47.2, 46.5, 46.2; onnxruntime 52.3, 50.8, 69.9,
-# 74.9, 74.0, 75.4. Earlier, at load 2.1, the unfolded net alone: batch 16 68.8, 64 72.0, 256
-# 68.7. Flat from 16 up, 64 first on both days; a larger batch only holds more memory.
+# 2-core AMD EPYC, Caffe on OpenMP OpenBLAS, load 3.6-3.9 with another job training on one
+# core; 256 cells, fastest of 3 passes), Caffe cells/s: 45.0, 46.5, 46.9, 47.2, 46.5, 46.2;
+# onnxruntime 52.3, 50.8, 69.9, 74.9, 74.0, 75.4. Earlier (pthread OpenBLAS, load 2.1, the
+# unfolded net alone): batch 16 68.8, 64 72.0, 256 68.7 cells/s. Flat from 16 up, 64 first
+# both times; a larger batch only holds more memory.
 DEFAULT_BATCH = 64
 # Random cells the folded Caffe net is checked on against the unfolded one when loaded.
 FOLD_CHECK_CELLS = 4

@@ -11,11 +11,12 @@ that neither engine's thread pools (OpenBLAS's and libgomp's in Caffe, onnxrunti
 a process with the other's. Both stay loaded for the whole run and take turns (round-robin,
 the order alternating between rounds) so that a busier minute of a shared machine hits both
 alike; the idle one waits in a blocking read and takes no CPU. `--same-process` runs both in
-one process instead; measured on the 2-core development machine (2026-12-07, load 3.6-3.9,
-another job's `caffe train` on one core; 256 synthetic cells, batch 64, 3 rounds, fastest
-pass, two runs of each): Caffe 45.3 / 45.7 cells/s and onnxruntime 56.6 / 70.1 in one
-process, 45.3 / 45.1 and 66.7 / 69.3 in two: no difference beyond the machine's noise, so the
-default is the setting make predict has, one backend per process.
+one process instead; measured on the 2-core development machine (2026-12-07, another job's
+`caffe train` on one core; 256 synthetic cells, batch 64, 3 rounds, fastest passes, Caffe /
+onnxruntime): with Caffe on OpenBLAS's pthread build (load 3.6-3.9) 0.80 and 0.65 in one
+process, 0.68 and 0.65 in two; on its OpenMP build (load 3.1-3.8) 0.64 and 0.62 in one, 0.77
+and 0.70 in two. No difference beyond the machine's noise, so the default is the setting
+make predict has, one backend per process.
 
 Round 0 of each (backend, batch size) is the cold pass (first forward at that shape:
 allocation, onnxruntime's first-run work) and is reported apart; the timed rounds follow.
