@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from dri_hep2.engine import caffe_env
+from dri_hep2.experiment import demo_range
 from dri_hep2.folders import REPO_ROOT
 
 
@@ -20,7 +21,8 @@ def test_demo_reaches_mca_090_and_writes_the_report(tmp_path):
         [sys.executable, str(REPO_ROOT / "tools" / "demo.py"), "--data-dir",
          str(data_dir), "--run-dir", str(run_dir), "--no-progress"],
         capture_output=True, text=True, check=True).stdout
-    assert out.strip().splitlines()[-1] == f"[demo] report: {run_dir / 'README.md'}"
+    assert out.strip().splitlines()[-2:] == [f"[demo] report: {run_dir / 'README.md'}",
+                                             f"[demo] {demo_range.expectation()}"]
     result = json.loads((run_dir / "eval.json").read_text())
     assert result["mca"] >= 0.90, result["combos"]
     assert set(result["combos"]) == {"3", "1+3", "2+3", "1+2+3"}
@@ -30,3 +32,12 @@ def test_demo_reaches_mca_090_and_writes_the_report(tmp_path):
         assert (run_dir / name).stat().st_size > 0, name
     manifest = json.loads((run_dir / "run_manifest.json").read_text())
     assert manifest["sessions"][-1]["outcome"] == "finished"
+
+
+def test_the_readme_gives_the_demo_s_expected_range():
+    """Issue 20: the README states the range the demo ends with, from the one series."""
+    low, high = demo_range.SERIES.expected
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert f"MCA {low:.0f}-{high:.0f} %" in readme
+    assert f"{demo_range.SERIES.mean:.2f} ± {demo_range.SERIES.sd:.2f}" in readme
+    assert low < demo_range.SERIES.mean < high

@@ -3,7 +3,9 @@
 short CPU training of DRI, evaluation on the test split and the report, in RUN_DIR
 (results/demo). Prints the time of each phase and where the report is. A rerun reuses the
 data and resumes (or skips) the training; RUN_DIR/demo_timing.json keeps every call's phase
-times and how many iterations it trained, so a rerun does not hide the first run's figures."""
+times and how many iterations it trained, so a rerun does not hide the first run's figures.
+Its last line is the range to expect (dri_hep2/experiment/demo_range.py): a seed series' spread,
+since another CPU sums in another order and lands elsewhere in it."""
 from __future__ import annotations
 
 import argparse
@@ -11,7 +13,7 @@ import time
 from pathlib import Path
 
 from dri_hep2 import cli, ledger, paper
-from dri_hep2.experiment import evaluate, report, train
+from dri_hep2.experiment import demo_range, evaluate, report, train
 from dri_hep2.data import build, synthetic
 from dri_hep2.experiment.run import snapshot_iteration
 
@@ -63,6 +65,7 @@ def main(argv=None) -> int:
           f"{report.headline(result)} (95 % intervals) on {result['n']} test cells; "
           f"paper on I3A: MCA {paper.TABLE3B_MCA['1+2+3']:.2f} %")
     print(f"[demo] report: {page}")
+    print(f"[demo] {demo_range.expectation()}")
     return 0
 
 
