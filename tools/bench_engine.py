@@ -18,7 +18,8 @@ plus environment variables. The default configurations use the builds given:
   both, pthread BLAS     build "both-pthread": patches 10-12 on Debian's pthread OpenBLAS
                          (CAFFE_BLAS=pthread), the BLAS of the builds before issue 20
 
-Then, per build (stock with its own kernel, the others as the toolkit runs them), the
+Then, per build (stock with its own kernel, the others as the toolkit runs them; or each
+`--config` given), the
 iteration inside `caffe train` against the iteration of `caffe time` on the same net, a Data
 layer over random cells in place of the Input (dri_hep2.net.train_timing), round-robin over
 `--repeats`: medians of each run's iterations, the ratio of the medians being the figure
@@ -184,8 +185,10 @@ def main(argv=None) -> int:
     print(profile.shares_table(shown or best_profiles, "stage", top=12))
     train_vs_time = {}
     if args.train_iterations:
-        envs = {b: (run_env if b != "stock" else {}) for b in builds}
-        train_vs_time = train_timing.compare(builds, envs, args.variant, args.batch,
+        # Given --config, those; else each build as the toolkit runs it (stock: as it is).
+        pairs = ({name: (builds[b], env) for name, b, env in configs} if args.config else
+                 {b: (caffe, run_env if b != "stock" else {}) for b, caffe in builds.items()})
+        train_vs_time = train_timing.compare(pairs, args.variant, args.batch,
                                              args.train_iterations, args.repeats, loadavg)
         print("\nThe iteration inside `caffe train` (its log, no validation) against `caffe time`"
               " on the same net (Data layer over random cells), medians of the runs:\n")

@@ -129,21 +129,22 @@ class Pair:
     train_ms: list[float]
 
 
-def compare(builds: dict[str, Path], envs: dict[str, dict], variant: str, batch_size: int,
+def compare(configs: dict[str, tuple[Path, dict]], variant: str, batch_size: int,
             iterations: int, repeats: int, loadavg) -> dict[str, list[Pair]]:
-    """Each build's `caffe time` and `caffe train` on one LMDB net, round-robin `repeats`
-    times so that a busier minute of a shared machine hits every build alike."""
+    """`caffe time` and `caffe train` on one LMDB net for each configuration (name: caffe
+    binary and environment), round-robin `repeats` times so that a busier minute of a shared
+    machine hits every configuration alike."""
     from . import profile
 
-    pairs: dict[str, list[Pair]] = {b: [] for b in builds}
+    pairs: dict[str, list[Pair]] = {name: [] for name in configs}
     with tempfile.TemporaryDirectory(prefix="train-vs-time.") as tmp:
         source = random_lmdb(Path(tmp) / "cells", 8 * batch_size)
         net = lmdb_net(variant, source, batch_size)
         for r in range(repeats):
-            for b, caffe_bin in builds.items():
+            for b, (caffe_bin, env) in configs.items():
                 load = loadavg()
-                timed = profile.caffe_time(caffe_bin, net, iterations, envs[b])
-                trained = caffe_train(caffe_bin, net, iterations, env=envs[b])
+                timed = profile.caffe_time(caffe_bin, net, iterations, env)
+                trained = caffe_train(caffe_bin, net, iterations, env=env)
                 pairs[b].append(Pair(load, timed.iterations_ms,
                                      [s * 1000 for s in trained.seconds]))
                 print(f"  train vs time {r + 1}/{repeats} {b}: caffe time "
@@ -153,7 +154,7 @@ def compare(builds: dict[str, Path], envs: dict[str, dict], variant: str, batch_
 
 
 def table(pairs: dict[str, list[Pair]]) -> str:
-    lines = ["| build | caffe time ms / iter (median; best) | caffe train ms / iter "
+    lines = ["| configuration | caffe time ms / iter (median; best) | caffe train ms / iter "
              "(median; best) | train / time | load (1 min) |", "|---|---:|---:|---:|---:|"]
     for b, rows in pairs.items():
         time_ms = float(np.median([np.median(r.time_ms) for r in rows]))
