@@ -103,19 +103,25 @@ def parse(text: str, net_param=None) -> Profile:
                    [float(x) for x in _ITERATION.findall(text)])
 
 
-def caffe_time(caffe_bin: Path, net_param, iterations: int = 3,
-               env: dict[str, str | None] | None = None,
-               timeout: float | None = None, gpu: int | None = None) -> Profile:
-    """`caffe time` of `net_param` (a NetParameter with Input layers) with the binary
-    `caffe_bin` (on GPU `gpu`, else the CPU) and `env` added to (and overriding) this
-    process's environment; a value None removes the variable."""
-    # caffe time reports through glog's INFO log; make sure it reaches us.
+def logging_env(env: dict[str, str | None] | None) -> dict[str, str]:
+    """This process's environment with `env` added (a value None removes the variable) and
+    glog's INFO lines on stderr: `caffe time` and `caffe train` report through them."""
     full = dict(os.environ, GLOG_minloglevel="0", GLOG_logtostderr="1")
     for key, value in (env or {}).items():
         if value is None:
             full.pop(key, None)
         else:
             full[key] = value
+    return full
+
+
+def caffe_time(caffe_bin: Path, net_param, iterations: int = 3,
+               env: dict[str, str | None] | None = None,
+               timeout: float | None = None, gpu: int | None = None) -> Profile:
+    """`caffe time` of `net_param` (a NetParameter with Input layers) with the binary
+    `caffe_bin` (on GPU `gpu`, else the CPU) and `env` added to (and overriding) this
+    process's environment; a value None removes the variable."""
+    full = logging_env(env)
     with proto.temporary(net_param) as model:
         out = subprocess.run([str(caffe_bin), "time", "-model", str(model),
                               "-iterations", str(iterations)]

@@ -16,7 +16,6 @@ lines are dropped (buffers paged in, threads started).
 """
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import tempfile
@@ -27,7 +26,7 @@ import numpy as np
 
 from .. import ledger, paper
 from ..data import lmdb_io
-from . import build, proto
+from . import build, profile, proto
 from .proto import L, P, caffe, caffe_pb2
 
 _DISPLAY = re.compile(r"Iteration (\d+) \(([0-9.eE+-]+) iter/s, ([0-9.eE+-]+)s/1 iters\)")
@@ -100,12 +99,7 @@ def caffe_train(caffe_bin: Path, net_param, iterations: int, warmup: int = 2,
                 timeout: float | None = None) -> TrainIterations:
     """`caffe train` of `net_param` for warmup + iterations steps with `caffe_bin` and `env`
     (added to this process's environment; None removes a variable), as profile.caffe_time."""
-    full = dict(os.environ, GLOG_minloglevel="0", GLOG_logtostderr="1")
-    for key, value in (env or {}).items():
-        if value is None:
-            full.pop(key, None)
-        else:
-            full[key] = value
+    full = profile.logging_env(env)
     with tempfile.TemporaryDirectory(prefix="train-timing.") as tmp:
         net_path = Path(tmp) / "train.prototxt"
         net_path.write_text(proto.to_text(net_param))
@@ -134,8 +128,6 @@ def compare(configs: dict[str, tuple[Path, dict]], variant: str, batch_size: int
     """`caffe time` and `caffe train` on one LMDB net for each configuration (name: caffe
     binary and environment), round-robin `repeats` times so that a busier minute of a shared
     machine hits every configuration alike."""
-    from . import profile
-
     pairs: dict[str, list[Pair]] = {name: [] for name in configs}
     with tempfile.TemporaryDirectory(prefix="train-vs-time.") as tmp:
         source = random_lmdb(Path(tmp) / "cells", 8 * batch_size)
