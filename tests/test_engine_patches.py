@@ -4,17 +4,21 @@ DRI's training net runs forward and backward with the same weights, input and dr
 under several settings of ONE patched Caffe, each in its own process (the variables are read
 when the library loads or when the first convolution runs):
 
-  reference   CAFFE_CONV_BATCH=0 (Caffe's per-image convolution), OMP_NUM_THREADS=1
-  openmp      CAFFE_CONV_BATCH=0, OMP_NUM_THREADS=2  (patch 10's loops on two threads)
-  batched     CAFFE_CONV_BATCH unset (patch 11's default), OMP_NUM_THREADS=2
-  batched-4   CAFFE_CONV_BATCH=4 (groups of 4, 4, 2 images: the tail group too), one thread
-  noise       the reference with OpenBLAS on one thread instead of two: nothing of ours
-              changes, only how OpenBLAS splits its GEMMs -- Caffe's own float32 noise
+  reference   CAFFE_CONV_BATCH=0 (Caffe's per-image convolution), patch 10's loops on one
+              thread (CAFFE_OMP_MIN_WORK above any loop's work)
+  openmp      CAFFE_CONV_BATCH=0, patch 10's loops on two threads
+  batched     CAFFE_CONV_BATCH unset (patch 11's default), loops on two threads
+  batched-4   CAFFE_CONV_BATCH=4 (groups of 4, 4, 2 images: the tail group too), loops on one
+  noise       OpenBLAS on one thread instead of two, loops on one: nothing of ours changes,
+              only how OpenBLAS splits its GEMMs -- Caffe's own float32 noise
 
 and every blob (data and diff) and every parameter (data: BatchNorm's running statistics
 change in TRAIN; diff: the gradients) is compared with the reference, as max |a - b| / max |a|
-per array. OpenBLAS runs two threads except in `noise` (OPENBLAS_NUM_THREADS is set: otherwise
-OMP_NUM_THREADS would change it too).
+per array. OpenBLAS runs two threads except in `noise`. OMP_NUM_THREADS is 2 except in
+`noise`, and the loops go to one thread through CAFFE_OMP_MIN_WORK, not OMP_NUM_THREADS: on
+the OpenMP OpenBLAS that the toolkit links (CAFFE_BLAS=openmp) every GEMM takes as many threads
+as omp_get_max_threads() says, whatever OPENBLAS_NUM_THREADS says, so OMP_NUM_THREADS=1 would
+change OpenBLAS's splitting too; on the pthread OpenBLAS, OPENBLAS_NUM_THREADS=2 holds it.
 
 What holds, and why:
 - openmp == reference bit for bit: patch 10's loops give each output element to one thread
@@ -114,11 +118,13 @@ for n in names:
 np.savez(out, **arrays)
 '''
 
+# Patch 10's loops each run on one thread when their work is below CAFFE_OMP_MIN_WORK.
+SERIAL_LOOPS = {"CAFFE_OMP_MIN_WORK": str(10 ** 15)}
 CONFIGS = {
-    "reference": {"CAFFE_CONV_BATCH": "0", "OMP_NUM_THREADS": "1"},
+    "reference": {"CAFFE_CONV_BATCH": "0", "OMP_NUM_THREADS": "2", **SERIAL_LOOPS},
     "openmp": {"CAFFE_CONV_BATCH": "0", "OMP_NUM_THREADS": "2"},
     "batched": {"CAFFE_CONV_BATCH": None, "OMP_NUM_THREADS": "2"},
-    "batched-4": {"CAFFE_CONV_BATCH": "4", "OMP_NUM_THREADS": "1"},
+    "batched-4": {"CAFFE_CONV_BATCH": "4", "OMP_NUM_THREADS": "2", **SERIAL_LOOPS},
     "noise": {"CAFFE_CONV_BATCH": "0", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"},
 }
 FORWARD = ("data:", "param:")     # activations and BatchNorm's running statistics
