@@ -49,10 +49,6 @@ from dri_hep2 import cli, paper
 from dri_hep2.net import bench, build, describe, profile, train_timing
 
 
-def loadavg() -> float:
-    return float(Path("/proc/loadavg").read_text().split()[0])
-
-
 def default_configs(builds: dict[str, Path], chosen: dict[str, str],
                     run_env: dict[str, str]) -> list[tuple[str, str, dict]]:
     """`chosen`: the BLAS variables; `run_env`: everything engine.environment sets."""
@@ -129,7 +125,7 @@ def main(argv=None) -> int:
     gflop = args.batch * bench.train_flops_per_image(d) / 1e9
     print(f"{args.variant} TRAIN net, batch {args.batch}: {gflop:.1f} GFLOP per iteration; "
           f"{os.cpu_count()} CPUs ({blas_cpu.cpu_info()[0]}); chosen BLAS env {chosen or '{}'}; "
-          f"load {loadavg():.2f}", flush=True)
+          f"load {os.getloadavg()[0]:.2f}", flush=True)
 
     # SGEMM: numpy's and Caffe's under every kernel setting the configurations use.
     sgemm_envs = {}
@@ -146,7 +142,7 @@ def main(argv=None) -> int:
             rate = blas_rates.caffe_sgemm_gflops(builds[b], env, iterations=args.sgemm_repeats)
             sgemm[f"caffe {key}"] = max(sgemm.get(f"caffe {key}", 0.0), rate)
         for name, b, env in configs:
-            load = loadavg()
+            load = os.getloadavg()[0]
             p = profile.caffe_time(builds[b], net, args.iterations, env)
             runs[name].append({"load": load, "profile": p})
             print(f"  run {r + 1}/{args.repeats} {name}: {p.total_ms:,.0f} ms / iter, fastest "
@@ -189,7 +185,7 @@ def main(argv=None) -> int:
         pairs = ({name: (builds[b], env) for name, b, env in configs} if args.config else
                  {b: (caffe, run_env if b != "stock" else {}) for b, caffe in builds.items()})
         train_vs_time = train_timing.compare(pairs, args.variant, args.batch,
-                                             args.train_iterations, args.repeats, loadavg)
+                                             args.train_iterations, args.repeats)
         print("\nThe iteration inside `caffe train` (its log, no validation) against `caffe time`"
               " on the same net (Data layer over random cells), medians of the runs:\n")
         print(train_timing.table(train_vs_time))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -52,7 +53,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-peer-") as tmp:
         work = args.keep or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        start = peer_bench.loadavg()
+        start = os.getloadavg()[0]
         prep = peer_bench.worker("prepare", work, ["--variant", args.variant, "--batch",
                                                    str(args.batch), "--seed", str(args.seed)])
         print(f"prepared {args.variant}, batch {args.batch}, in {work}; load {start:.1f}",
@@ -60,7 +61,7 @@ def main(argv=None) -> int:
         runs = peer_bench.measure(work, configs, args.repeats, args.warmup, args.iterations,
                                   args.threads, args.seed,
                                   progress=lambda line: print(line, flush=True))
-    loads = (start, peer_bench.loadavg())
+    loads = (start, os.getloadavg()[0])
     print()
     print(peer_bench.report(prep, runs, args.repeats, args.warmup, args.iterations, loads,
                             blas_cpu.cpu_info()[0]))

@@ -43,10 +43,6 @@ CONFIGS: dict[str, tuple[str, str, dict[str, str | None]]] = {
 WORKER_TIMEOUT_S = 900
 
 
-def loadavg() -> float:
-    return float(Path("/proc/loadavg").read_text().split()[0])
-
-
 def worker(mode: str, work: Path, args: list[str], env: dict[str, str | None] | None = None,
            timeout: float = WORKER_TIMEOUT_S) -> dict:
     """Run net.peer_worker in a fresh interpreter; its JSON line."""
@@ -94,7 +90,7 @@ def measure(work: Path, configs: list[str], repeats: int, warmup: int, iteration
                 args += ["--threads", str(torch_threads)]
             elif threads:
                 env.update(OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads))
-            load = loadavg()
+            load = os.getloadavg()[0]
             run = Run(name, load, warmup, worker(mode, work, args, env))
             runs.append(run)
             progress(f"round {round_}/{repeats} {name:14s} load {load:4.1f}  ms/iter "

@@ -16,6 +16,7 @@ lines are dropped (buffers paged in, threads started).
 """
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import tempfile
@@ -124,7 +125,7 @@ class Pair:
 
 
 def compare(configs: dict[str, tuple[Path, dict]], variant: str, batch_size: int,
-            iterations: int, repeats: int, loadavg) -> dict[str, list[Pair]]:
+            iterations: int, repeats: int) -> dict[str, list[Pair]]:
     """`caffe time` and `caffe train` on one LMDB net for each configuration (name: caffe
     binary and environment), round-robin `repeats` times so that a busier minute of a shared
     machine hits every configuration alike."""
@@ -134,7 +135,7 @@ def compare(configs: dict[str, tuple[Path, dict]], variant: str, batch_size: int
         net = lmdb_net(variant, source, batch_size)
         for r in range(repeats):
             for b, (caffe_bin, env) in configs.items():
-                load = loadavg()
+                load = os.getloadavg()[0]
                 timed = profile.caffe_time(caffe_bin, net, iterations, env)
                 trained = caffe_train(caffe_bin, net, iterations, env=env)
                 pairs[b].append(Pair(load, timed.iterations_ms,
