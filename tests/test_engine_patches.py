@@ -28,8 +28,9 @@ What holds, and why:
   output, input gradient and weight gradient are within REL_BOUND = 1e-5 of Caffe's per-image
   path; the bias gradient is Caffe's code and equal. Here the patch acts, and here the issue's
   bound holds (measured: the largest is a weight gradient, ~5e-7).
-- The whole net: forward blobs and BatchNorm statistics within 1e-5 (measured: identical, as
-  1x1 convolutions, where OpenBLAS rounds a wider GEMM differently, keep Caffe's path).
+- The whole net: forward blobs and BatchNorm statistics within 1e-5 (measured: identical
+  while 1x1 convolutions kept Caffe's path; patch 13 groups those of the 9x9 and 4x4 stages
+  too, where OpenBLAS may round the wider GEMM differently).
   Gradients: within 1e-5 as well where the forward pass is identical (measured: only the
   conv weight gradients differ, by at most 6.8e-7), but that cannot be promised for every
   CPU kernel: DRI's backward pass through its 33 BatchNorm layers (batch statistics; each

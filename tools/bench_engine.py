@@ -12,10 +12,12 @@ plus environment variables. The default configurations use the builds given:
                          (chosen kernel, OMP_WAIT_POLICY=PASSIVE) as the toolkit runs it
   openmp, 1 thread       the same with OMP_NUM_THREADS=1: patch 10's restructured loops alone
   batched                build "batched" (patch 11)
-  both                   build "both" (patches 10 + 11)
-  both, CAFFE_CONV_BATCH=0 / both, OMP_NUM_THREADS=1: the runtime switches of that build
+  both                   build "both" (patches 10-13: make setup's build)
+  both, CAFFE_CONV_BATCH=0 / both, CAFFE_CONV_BATCH_1X1=0 / both, OMP_NUM_THREADS=1: the
+                         runtime switches of that build (the second: patch 13's grouped 1x1
+                         convolutions off)
   both, libgomp spins    GOMP_SPINCOUNT=300000: libgomp's default spinning, chosen explicitly
-  both, pthread BLAS     build "both-pthread": patches 10-12 on Debian's pthread OpenBLAS
+  both, pthread BLAS     build "both-pthread": patches 10-13 on Debian's pthread OpenBLAS
                          (CAFFE_BLAS=pthread), the BLAS of the builds before issue 20
 
 Then, per build (stock with its own kernel, the others as the toolkit runs them; or each
@@ -67,6 +69,8 @@ def default_configs(builds: dict[str, Path], chosen: dict[str, str],
     if "both" in builds:
         configs.append(("both", "both", run_env))
         configs.append(("both, CAFFE_CONV_BATCH=0", "both", {**run_env, "CAFFE_CONV_BATCH": "0"}))
+        configs.append(("both, CAFFE_CONV_BATCH_1X1=0", "both",
+                        {**run_env, "CAFFE_CONV_BATCH_1X1": "0"}))
         configs.append(("both, OMP_NUM_THREADS=1", "both", {**run_env, "OMP_NUM_THREADS": "1"}))
         # libgomp's default spinning, chosen explicitly (with nothing set, patch 10's caffe
         # restarts itself with OMP_WAIT_POLICY=PASSIVE).
