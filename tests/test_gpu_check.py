@@ -117,6 +117,28 @@ def test_report_resume_fails_on_differing_bytes_or_a_failed_step():
                                     "status": "not run (fewer than two snapshots)"}
 
 
+def test_report_times_patch_14_where_gpu_check_ran_it(tmp_path):
+    """GPU mode adds DRI with CAFFE_CONV_BATCH_GPU=64 (Caffe patch 14) to the timing table; a
+    run without that step (CPU mode) has one row per variant only."""
+    rep = _report_module()
+    kit = {"sgemm_size": {"gpu": 8192, "cpu": 2048}, "variants": ["sri", "dri"],
+           "batch_size": 24, "paper_max_iter": 290000,
+           "flops": {"sri": {"train_flops_per_image": 2e9}, "dri": {"train_flops_per_image": 3e9}}}
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for name, ms in [("time_sri", 40.0), ("time_dri", 60.0), (rep.BATCHED_GPU_STEP, 45.0)]:
+        (logs / f"{name}.log").write_text(f"I1207 caffe.cpp:417] Average Forward-Backward: {ms} ms.\n")
+    (logs / "sgemm.log").write_text("I1207 caffe.cpp:415] Average Forward pass: 20 ms.\n")
+    steps = {name: {"status": "0"} for name in ("time_sri", "time_dri", rep.BATCHED_GPU_STEP)}
+    rows, sgemm = rep.timing(kit, tmp_path, steps)
+    assert [r["variant"] for r in rows] == ["sri", "dri", rep.BATCHED_GPU_LABEL]
+    batched = rows[-1]
+    assert batched["ms_per_iter"] == 45.0 and batched["log"] == f"logs/{rep.BATCHED_GPU_STEP}.log"
+    assert batched["gflops"] == pytest.approx(24 * 3e9 / 1e9 / 0.045)
+    del steps[rep.BATCHED_GPU_STEP]
+    assert [r["variant"] for r in rep.timing(kit, tmp_path, steps)[0]] == ["sri", "dri"]
+
+
 def test_gpu_check_refuses_a_missing_kit(tmp_path):
     run = subprocess.run([str(REPO / "tools/gpu_check.sh"), "--kit", str(tmp_path / "none"),
                           "--out", str(tmp_path / "out")], capture_output=True, text=True)

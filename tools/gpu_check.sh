@@ -20,7 +20,8 @@
 #   1. caffe --version; caffe device_query -gpu N                      [version only]
 #   2. caffe time of the four variants' training nets, batch 24, with GFLOP/s from the kit's
 #      FLOP counts, beside the SGEMM rate of one large InnerProduct under the same caffe time
-#      (8192^3 on the GPU)                                             [1 iteration, 2048^3]
+#      (8192^3 on the GPU); DRI again with CAFFE_CONV_BATCH_GPU=64 (patch 14)
+#                                                                      [1 iteration, 2048^3]
 #   3. caffe train of DRI on the kit's synthetic LMDB, the short schedule stretched to 2,000
 #      iterations, validation every 500                               [8 iterations]
 #   4. caffe test of the trained weights on the kit's test LMDB on the CPU and on the GPU:
@@ -141,6 +142,12 @@ iters=$([ $mode = gpu ] && echo 20 || echo 1)
 for v in $(kitval variants); do
   step "time_$v" 120 caffe time -model "$kit/nets/${v}_time.prototxt" -iterations "$iters" "${gpuflag[@]}"
 done
+# Caffe patch 14, off by default until a GPU has measured it: DRI again with one strided-batched
+# cuBLAS GEMM per group of images (tools/gpu_check_report.py: BATCHED_GPU_STEP).
+if [ $mode = gpu ]; then
+  CAFFE_CONV_BATCH_GPU=64 step time_dri_conv_batch_gpu 120 \
+    caffe time -model "$kit/nets/dri_time.prototxt" -iterations "$iters" "${gpuflag[@]}"
+fi
 step sgemm 60 caffe time -model "$kit/nets/sgemm_$mode.prototxt" -iterations "$([ $mode = gpu ] && echo 20 || echo 3)" "${gpuflag[@]}"
 
 # --- 3. training ------------------------------------------------------------------------------------

@@ -72,6 +72,12 @@ def gtest(log: str, step: dict | None) -> dict:
     return res
 
 
+# tools/gpu_check.sh's step that times DRI with CAFFE_CONV_BATCH_GPU=64 (Caffe patch 14, off by
+# default until a GPU has measured it).
+BATCHED_GPU_STEP = "time_dri_conv_batch_gpu"
+BATCHED_GPU_LABEL = "dri, CAFFE_CONV_BATCH_GPU=64 (patch 14)"
+
+
 def timing(kit: dict, work: Path, all_steps: dict) -> tuple[list[dict], dict]:
     mode_size = kit["sgemm_size"][MODE]
     m = _FWD.search(read(work / "logs/sgemm.log"))
@@ -81,9 +87,15 @@ def timing(kit: dict, work: Path, all_steps: dict) -> tuple[list[dict], dict]:
         sgemm.update(ms=ms, gflops=2 * mode_size ** 3 / (ms / 1000) / 1e9)
     rows = []
     batch = kit["batch_size"]
-    for v in kit["variants"]:
-        row = {"variant": v, "batch": batch, "status": status_text(all_steps.get(f"time_{v}"))}
-        m = _FB.search(read(work / f"logs/time_{v}.log"))
+    # (label, variant, step): each variant, then DRI with Caffe patch 14's batched GPU
+    # convolution on, where gpu_check.sh ran that step (GPU mode only).
+    runs = [(v, v, f"time_{v}") for v in kit["variants"]]
+    if BATCHED_GPU_STEP in all_steps:
+        runs.append((BATCHED_GPU_LABEL, "dri", BATCHED_GPU_STEP))
+    for label, v, step_name in runs:
+        row = {"variant": label, "batch": batch, "log": f"logs/{step_name}.log",
+               "status": status_text(all_steps.get(step_name))}
+        m = _FB.search(read(work / row["log"]))
         if m:
             ms = float(m.group(1))
             gflop = batch * kit["flops"][v]["train_flops_per_image"] / 1e9
@@ -296,7 +308,7 @@ def main(argv=None) -> int:
         problems.append("caffe device_query named no device (logs/device_query.log)")
     for t in r["timing"]:
         if "ms_per_iter" not in t:
-            problems.append(f"caffe time of {t['variant']}: {t['status']} (logs/time_{t['variant']}.log)")
+            problems.append(f"caffe time of {t['variant']}: {t['status']} ({t['log']})")
     if "gflops" not in r["sgemm"]:
         problems.append(f"SGEMM timing: {r['sgemm']['status']} (logs/sgemm.log)")
     if not r["training"]["ok"]:
