@@ -34,3 +34,12 @@ def test_table_names_each_variant_as_the_paper_does():
     t = bench.Timing("inception", 24, 1000.0, 50.0, 1, 1.0)
     assert f"| {paper.VARIANTS['inception'].title} | 24 | 1,000 | 50.0 | 50.0 | 0.50 |" in \
         bench.table([t], 100.0)
+
+
+def test_target_verdict_says_met_or_by_how_much_it_misses():
+    assert bench.target_verdict("dri", 0.46, bench.SGEMM_SHARE_TARGET, True) == \
+        "dri: 0.46 (target >= 0.6): not met, 0.14 short"
+    assert bench.target_verdict("dri", 0.61, 0.6, True) == "dri: 0.61 (target >= 0.6): met"
+    assert bench.target_verdict("t", 1.0, bench.TRAIN_OVER_TIME_TARGET, False) == \
+        "t: 1.00 (target <= 1.1): met"
+    assert bench.target_verdict("t", 1.31, 1.1, False) == "t: 1.31 (target <= 1.1): not met, 0.21 over"

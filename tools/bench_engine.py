@@ -163,6 +163,7 @@ def main(argv=None) -> int:
           f"({best_sgemm:.0f}) | best run mean ms | load (1 min) | fwd ms | bwd ms |")
     print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
     best_profiles = {}
+    shares = {}
     for name, b, env in configs:
         best = min(runs[name], key=lambda x: x["profile"].total_ms)
         fastest = min(runs[name], key=lambda x: x["profile"].best_iteration_ms)
@@ -170,6 +171,7 @@ def main(argv=None) -> int:
         best_profiles[name] = p
         ms = fastest["profile"].best_iteration_ms
         rate = gflop / (ms / 1000)
+        shares[name] = rate / best_sgemm
         env_text = " ".join(f"{k}={v}" if v is not None else f"-{k}"
                             for k, v in env.items()) or "-"
         print(f"| {name} | {b} | {env_text} | {ms:,.0f} | {rate:.1f} | "
@@ -193,6 +195,19 @@ def main(argv=None) -> int:
         print("\nThe iteration inside `caffe train` (its log, no validation) against `caffe time`"
               " on the same net (Data layer over random cells), medians of the runs:\n")
         print(train_timing.table(train_vs_time))
+    # Issue 20's targets, for the toolkit's build as it runs (or each --config given).
+    judged = [n for n in shares if args.config or n == "both"]
+    if judged:
+        print("\nTargets (issue 20; where one is not met, the per-layer tables above say where "
+              "the time goes):")
+        for name in judged:
+            print("  " + bench.target_verdict(f"{name}: DRI's iteration / best SGEMM",
+                                              shares[name], bench.SGEMM_SHARE_TARGET, True))
+        for name, rows in train_vs_time.items():
+            if args.config or name == "both":
+                print("  " + bench.target_verdict(f"{name}: caffe train / caffe time",
+                                                  train_timing.ratio(rows),
+                                                  bench.TRAIN_OVER_TIME_TARGET, False))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({

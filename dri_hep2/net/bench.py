@@ -22,6 +22,10 @@ from . import build, describe, profile, proto
 from .proto import L, caffe
 
 SGEMM_SIZE = 2048
+# Issue 20's targets for DRI's CPU training iteration (docs/engine.md sections 5-6): its rate
+# as a share of the machine's best SGEMM, and `caffe train`'s iteration over `caffe time`'s.
+SGEMM_SHARE_TARGET = 0.6
+TRAIN_OVER_TIME_TARGET = 1.1
 
 
 @dataclass
@@ -90,3 +94,13 @@ def table(timings: list[Timing], sgemm: float) -> str:
                      f"{t.ms_per_iter:,.0f} | {t.gflop_per_iter:.1f} | {t.gflops:.1f} | "
                      f"{t.gflops / sgemm:.2f} | {t.params:,} | {t.forward_mflop_per_image:,.0f} |")
     return "\n".join(lines)
+
+
+def target_verdict(what: str, value: float, target: float, at_least: bool) -> str:
+    """One line saying whether `value` meets `target` (>= when at_least, else <=), and by how
+    much it misses where it does not."""
+    met = value >= target if at_least else value <= target
+    text = f"{what}: {value:.2f} (target {'>=' if at_least else '<='} {target:g})"
+    if met:
+        return text + ": met"
+    return text + f": not met, {abs(target - value):.2f} {'short' if at_least else 'over'}"
