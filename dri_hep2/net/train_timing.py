@@ -146,10 +146,15 @@ def compare(configs: dict[str, tuple[Path, dict]], variant: str, batch_size: int
     return pairs
 
 
+def medians(rows: list[Pair]) -> tuple[float, float]:
+    """`caffe time`'s and `caffe train`'s iteration (ms): the median of the runs' medians."""
+    return (float(np.median([np.median(r.time_ms) for r in rows])),
+            float(np.median([np.median(r.train_ms) for r in rows])))
+
+
 def ratio(rows: list[Pair]) -> float:
-    """`caffe train`'s iteration over `caffe time`'s: the ratio of the runs' medians."""
-    time_ms = float(np.median([np.median(r.time_ms) for r in rows]))
-    train_ms = float(np.median([np.median(r.train_ms) for r in rows]))
+    """`caffe train`'s iteration over `caffe time`'s: the ratio of the medians."""
+    time_ms, train_ms = medians(rows)
     return train_ms / time_ms
 
 
@@ -157,12 +162,11 @@ def table(pairs: dict[str, list[Pair]]) -> str:
     lines = ["| configuration | caffe time ms / iter (median; best) | caffe train ms / iter "
              "(median; best) | train / time | load (1 min) |", "|---|---:|---:|---:|---:|"]
     for b, rows in pairs.items():
-        time_ms = float(np.median([np.median(r.time_ms) for r in rows]))
-        train_ms = float(np.median([np.median(r.train_ms) for r in rows]))
+        time_ms, train_ms = medians(rows)
         best_time = min(min(r.time_ms) for r in rows)
         best_train = min(min(r.train_ms) for r in rows)
         loads = [r.load for r in rows]
         lines.append(f"| {b} | {time_ms:,.0f}; {best_time:,.0f} | {train_ms:,.0f}; "
-                     f"{best_train:,.0f} | **{ratio(rows):.2f}** | "
+                     f"{best_train:,.0f} | **{train_ms / time_ms:.2f}** | "
                      f"{min(loads):.1f}-{max(loads):.1f} |")
     return "\n".join(lines)
